@@ -1,0 +1,323 @@
+"""Compile FlyDSL kernels for one AMD arch on a CPU-only machine, each in its own subprocess.
+
+A target is "a Python module file + the name of a zero-argument function in it that triggers
+the compile" (under COMPILE_ONLY=1 a FlyDSL launcher called with CPU tensors traces, lowers and
+links a real code object, then returns). The function runs in a fresh interpreter because LLVM
+fatal errors abort the process, with FLYDSL_DUMP_IR=1 and FLYDSL_DUMP_DIR=<target.dump_dir>, so
+every kernel leaves <dump_dir>/<kernel>_<n>/ with its MLIR stages, LLVM IR and final ISA.
+
+A compile FAILS when the process exits non-zero or dies from a signal, when stderr has a line
+matching ``^error:`` / ``LLVM ERROR`` / ``UNREACHABLE`` (FlyDSL 0.5 prints e.g. "error: no
+libcall available for ftanh", exits 0 and emits an empty kernel), when no kernel ISA was
+dumped, or when a kernel's ISA lacks an instruction the caller requires (a kernel whose compute
+vanished still compiles "successfully" to little more than s_endpgm).
+
+Register and spill counts come from the code-object metadata (the ``amdhsa.kernels`` YAML in
+the dumped ``*_final_isa.s``).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import json
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+
+import yaml
+
+from moegen.toolchain import check_arch, compile_env
+
+ISA_GLOB = "*_final_isa.s"
+DUMP_SUFFIXES = (".mlir", ".ll", ".s")
+STDERR_FAILURE = re.compile(r"^error:|LLVM ERROR|UNREACHABLE", re.MULTILINE)
+_TIMING_TAG = "MOEGEN_COMPILE_TIMING "
+_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+
+# Runs in the child: import the module from its file, time the import and the entry call.
+_CHILD = """
+import importlib.util, json, sys, time
+path, entry = sys.argv[1], sys.argv[2]
+sys.path.insert(0, sys.argv[3])
+t0 = time.perf_counter()
+spec = importlib.util.spec_from_file_location(sys.argv[4], path)
+module = importlib.util.module_from_spec(spec)
+sys.modules[spec.name] = module
+spec.loader.exec_module(module)
+t1 = time.perf_counter()
+getattr(module, entry)()
+t2 = time.perf_counter()
+print("%s" + json.dumps({"import_s": t1 - t0, "compile_s": t2 - t1}), flush=True)
+"""
+
+
+@dataclass(frozen=True)
+class CompileTarget:
+    """One compile: `entry()` of the module file `module`, for `arch`, dumping into `dump_dir`.
+
+    required_isa: regexes matched at the start of instruction mnemonics (e.g. "buffer_load",
+    "v_mfma"); every pattern must occur in every kernel whose name matches the glob key.
+    Give a plain sequence to require the patterns of all kernels ("*").
+    """
+
+    module: Path
+    entry: str
+    arch: str
+    dump_dir: Path
+    required_isa: Mapping[str, Sequence[str]] | Sequence[str] = ()
+    timeout_s: float = 600.0
+
+    def __post_init__(self) -> None:
+        check_arch(self.arch)
+        if not self.entry.isidentifier():
+            raise ValueError(f"entry {self.entry!r} is not a Python identifier")
+
+    @property
+    def label(self) -> str:
+        return f"{Path(self.module).stem}.{self.entry}[{self.arch}]"
+
+    def requirements_for(self, kernel: str) -> tuple[str, ...]:
+        """The mnemonic patterns `kernel` must contain."""
+        if not isinstance(self.required_isa, Mapping):
+            return tuple(self.required_isa)
+        return tuple(
+            pattern
+            for glob, patterns in self.required_isa.items()
+            if fnmatch.fnmatchcase(kernel, glob)
+            for pattern in patterns
+        )
+
+
+@dataclass(frozen=True)
+class KernelStats:
+    """What the code object says about one compiled kernel."""
+
+    name: str
+    isa_path: Path
+    vgpr_count: int
+    sgpr_count: int
+    agpr_count: int | None  # None on archs without AGPRs
+    vgpr_spill_count: int
+    sgpr_spill_count: int
+    private_segment_size: int  # scratch bytes per lane (> 0 with spills or stack objects)
+    group_segment_size: int  # static LDS bytes
+    instruction_count: int
+    mnemonics: frozenset[str]
+    missing_isa: tuple[str, ...] = ()  # required patterns no instruction matched
+
+    @property
+    def spills(self) -> bool:
+        return self.vgpr_spill_count > 0 or self.sgpr_spill_count > 0
+
+
+@dataclass(frozen=True)
+class CompileResult:
+    """Outcome of one CompileTarget; `ok` is False iff `problems` is non-empty."""
+
+    target: CompileTarget
+    returncode: int | None  # None: timed out
+    problems: tuple[str, ...]
+    kernels: tuple[KernelStats, ...]
+    stdout: str
+    stderr: str
+    wall_s: float  # whole subprocess, interpreter start to exit
+    import_s: float | None  # importing the module (torch + flydsl + the kernels)
+    compile_s: float | None  # the entry call: trace, lower, link (dumps roughly double it)
+    stderr_errors: tuple[str, ...] = field(default=())
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def kernel(self, name: str) -> KernelStats:
+        """The kernel called `name` (FlyDSL's symbol, e.g. "gemm_0", or without the "_0")."""
+        for k in self.kernels:
+            if name in (k.name, re.sub(r"_\d+$", "", k.name)):
+                return k
+        raise KeyError(f"{self.target.label} compiled no kernel {name!r}")
+
+
+def _clear_dump_dir(dump_dir: Path) -> None:
+    """Remove a previous dump, so a stale kernel cannot pass for a fresh one.
+
+    Refuses (ValueError) to delete anything that does not look like FlyDSL dump output.
+    """
+    if not dump_dir.exists():
+        return
+    children = list(dump_dir.iterdir())
+    for child in children:
+        if not child.is_dir() or any(
+            f.is_dir() or f.suffix not in DUMP_SUFFIXES for f in child.iterdir()
+        ):
+            raise ValueError(
+                f"dump dir {dump_dir} holds {child.name!r}, which is not a FlyDSL dump; "
+                "use an empty or dump-only directory"
+            )
+    for child in children:
+        shutil.rmtree(child)
+
+
+def code_object_metadata(isa: str) -> list[dict]:
+    """The amdhsa.kernels entries of the code-object metadata in an assembly dump."""
+    block = re.search(r"^\s*\.amdgpu_metadata\s*$(.*?)^\s*\.end_amdgpu_metadata", isa, re.M | re.S)
+    if not block:
+        return []
+    return list((yaml.safe_load(block.group(1)) or {}).get("amdhsa.kernels", []))
+
+
+def kernel_body(isa: str, symbol: str) -> list[str]:
+    """Instruction lines of `symbol` in an AMDGCN assembly text (labels, directives,
+    comments dropped)."""
+    start = re.search(rf"^{re.escape(symbol)}:\s*$", isa, re.M)
+    if not start:
+        return []
+    end = re.search(
+        r"^\.Lfunc_end\d+:|^\s*\.end_amdhsa_kernel|^\s*\.size\s",
+        isa[start.end() :],
+        re.M,
+    )
+    text = isa[start.end() : start.end() + end.start()] if end else isa[start.end() :]
+    lines = []
+    for raw in text.splitlines():
+        line = raw.split(";")[0].split("//")[0].strip()
+        if line and not line.startswith(".") and not line.endswith(":"):
+            lines.append(line)
+    return lines
+
+
+def read_kernel_stats(isa_path: Path) -> list[KernelStats]:
+    """Register/spill/scratch counts and instruction mix of every kernel in one ISA dump."""
+    isa = isa_path.read_text()
+    stats = []
+    for meta in code_object_metadata(isa):
+        name = meta[".name"]
+        body = kernel_body(isa, name)
+        stats.append(
+            KernelStats(
+                name=name,
+                isa_path=isa_path,
+                vgpr_count=int(meta[".vgpr_count"]),
+                sgpr_count=int(meta[".sgpr_count"]),
+                agpr_count=int(meta[".agpr_count"]) if ".agpr_count" in meta else None,
+                vgpr_spill_count=int(meta.get(".vgpr_spill_count", 0)),
+                sgpr_spill_count=int(meta.get(".sgpr_spill_count", 0)),
+                private_segment_size=int(meta.get(".private_segment_fixed_size", 0)),
+                group_segment_size=int(meta.get(".group_segment_fixed_size", 0)),
+                instruction_count=len(body),
+                mnemonics=frozenset(line.split()[0] for line in body),
+            )
+        )
+    return stats
+
+
+def _signal_name(returncode: int) -> str:
+    try:
+        return signal.Signals(-returncode).name
+    except ValueError:
+        return f"signal {-returncode}"
+
+
+def compile_target(target: CompileTarget) -> CompileResult:
+    """Compile one target in a fresh interpreter and check its output (never raises for a
+    failed compile: the failure is in the result's `problems`)."""
+    dump_dir = Path(target.dump_dir).resolve()
+    module = Path(target.module).resolve()
+    _clear_dump_dir(dump_dir)
+    env = compile_env(target.arch, dump_dir)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
+    argv = [
+        sys.executable,
+        "-c",
+        _CHILD % _TIMING_TAG,
+        str(module),
+        target.entry,
+        str(module.parent),
+        module.stem,
+    ]
+    problems: list[str] = []
+    start = time.perf_counter()
+    try:
+        proc = subprocess.run(
+            argv, env=env, capture_output=True, text=True, timeout=target.timeout_s
+        )
+        returncode, stdout, stderr = proc.returncode, proc.stdout, proc.stderr
+    except subprocess.TimeoutExpired as exc:
+        returncode = None
+        stdout = exc.stdout.decode() if isinstance(exc.stdout, bytes) else exc.stdout or ""
+        stderr = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
+        problems.append(f"timed out after {target.timeout_s:.0f} s")
+    wall_s = time.perf_counter() - start
+
+    timing: dict[str, float] = {}
+    kept = []
+    for line in stdout.splitlines():
+        if line.startswith(_TIMING_TAG):
+            timing = json.loads(line[len(_TIMING_TAG) :])
+        else:
+            kept.append(line)
+    stdout = "\n".join(kept)
+
+    if returncode is not None and returncode < 0:
+        problems.append(f"killed by {_signal_name(returncode)}")
+    elif returncode:
+        problems.append(f"exited with status {returncode}")
+    if returncode is not None and returncode != 0:
+        tail = stderr.strip().splitlines()[-3:]
+        problems.extend(f"stderr: {line}" for line in tail)
+    errors = tuple(line for line in stderr.splitlines() if STDERR_FAILURE.search(line))
+    if errors:
+        unique = list(dict.fromkeys(errors))
+        problems.append(f"compiler reported {len(errors)} error line(s): " + " | ".join(unique))
+
+    kernels: list[KernelStats] = []
+    isa_files = sorted(dump_dir.glob(f"*/{ISA_GLOB}"))
+    for isa_path in isa_files:
+        for stats in read_kernel_stats(isa_path):
+            required = target.requirements_for(stats.name)
+            missing = tuple(p for p in required if not any(re.match(p, m) for m in stats.mnemonics))
+            stats = replace(stats, missing_isa=missing)
+            kernels.append(stats)
+            if stats.missing_isa:
+                problems.append(
+                    f"kernel {stats.name}: ISA has no instruction matching "
+                    + ", ".join(repr(p) for p in stats.missing_isa)
+                    + f" ({stats.instruction_count} instructions; compute lost?)"
+                )
+    if returncode == 0 and not kernels:
+        problems.append(f"no kernel ISA was dumped under {dump_dir} (did {target.entry}() launch?)")
+
+    return CompileResult(
+        target=target,
+        returncode=returncode,
+        problems=tuple(problems),
+        kernels=tuple(kernels),
+        stdout=stdout,
+        stderr=stderr,
+        wall_s=wall_s,
+        import_s=timing.get("import_s"),
+        compile_s=timing.get("compile_s"),
+        stderr_errors=errors,
+    )
+
+
+def compile_many(targets: Iterable[CompileTarget], jobs: int | None = None) -> list[CompileResult]:
+    """Compile all targets, `jobs` subprocesses at a time (default: CPU count), in input order.
+
+    A failing target does not stop the others. The toolchain is prepared once up front, so
+    workers never race to create it and a missing linker fails fast with one clear error.
+    """
+    targets = list(targets)
+    if not targets:
+        return []
+    compile_env(targets[0].arch)
+    jobs = max(1, jobs or os.cpu_count() or 1)
+    with ThreadPoolExecutor(max_workers=min(jobs, len(targets))) as pool:
+        return list(pool.map(compile_target, targets))

@@ -1,0 +1,259 @@
+"""Device memory as the emulator sees it.
+
+* `Memory`: global memory = registered host allocations (torch storages), accessed in place.
+  Every active lane's access is checked against the allocation table before any byte moves.
+* Buffer resources (V#): decoded from their 4 dwords like gfx9 hardware; `buffer_addresses`
+  implements the raw-buffer rule (32-bit offset wrap, per-dword num_records range check).
+* `Lds`: per-workgroup LDS byte arrays of one batch, bounds-checked, with an optional
+  shadow of the last writer wave per byte for race detection.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
+from .errors import EmulatorError, IllegalAddress, LdsRace
+
+U32 = np.uint64(0xFFFFFFFF)
+
+
+@dataclass
+class Allocation:
+    base: int
+    size: int
+    name: str
+    view: np.ndarray  # uint8 view of the host bytes
+
+
+class Memory:
+    """Registered allocations, sorted by base address."""
+
+    def __init__(self) -> None:
+        self.allocs: list[Allocation] = []
+        self._bases = np.zeros(0, np.uint64)
+        self._ends = np.zeros(0, np.uint64)
+
+    def add(self, base: int, size: int, name: str) -> None:
+        if any(a.base == base and a.size == size for a in self.allocs):
+            return
+        view = (
+            np.ctypeslib.as_array((ctypes.c_uint8 * size).from_address(base))
+            if size
+            else np.zeros(0, np.uint8)
+        )
+        self.allocs.append(Allocation(int(base), int(size), name, view))
+        self.allocs.sort(key=lambda a: a.base)
+        self._bases = np.array([a.base for a in self.allocs], np.uint64)
+        self._ends = np.array([a.base + a.size for a in self.allocs], np.uint64)
+
+    def add_tensor(self, tensor, name: str) -> None:
+        """Register the whole storage of a CPU torch tensor."""
+        st = tensor.untyped_storage()
+        self.add(st.data_ptr(), st.nbytes(), name)
+
+    def nearest(self, addr: int) -> str:
+        if not self.allocs:
+            return "no allocations registered"
+        a = min(
+            self.allocs,
+            key=lambda al: min(abs(addr - al.base), abs(addr - al.base - al.size)),
+        )
+        return f"nearest allocation '{a.name}' [0x{a.base:x}, 0x{a.base + a.size:x}) (addr - base = {addr - a.base:+d})"
+
+    def locate(
+        self,
+        addr: np.ndarray,
+        nbytes: int,
+        active: np.ndarray,
+        what: str,
+        where: Callable[[int], str],
+    ):
+        """Allocation index per access (-1 where inactive); raises IllegalAddress on any
+        active access that is not entirely inside one allocation."""
+        i = np.searchsorted(self._bases, addr, side="right").astype(np.int64) - 1
+        ok = (
+            (i >= 0) & (addr + np.uint64(nbytes) <= self._ends[np.maximum(i, 0)])
+            if self.allocs
+            else np.zeros(addr.shape, bool)
+        )
+        bad = active & ~ok
+        if bad.any():
+            k = int(np.nonzero(bad)[0][0])
+            a = int(addr[k])
+            raise IllegalAddress(
+                f"illegal address in {what}: {int(bad.sum())} active access(es) outside every allocation; "
+                f"first: {where(k)} addr=0x{a:x} size={nbytes}; {self.nearest(a)}"
+            )
+        return np.where(active, i, -1)
+
+    def read(self, addr, nbytes: int, active, what: str, where: Callable[[int], str]) -> np.ndarray:
+        """[n, nbytes] uint8 (zeros where inactive)."""
+        addr = np.asarray(addr, np.uint64).reshape(-1)
+        active = np.broadcast_to(active, addr.shape)
+        out = np.zeros((addr.size, nbytes), np.uint8)
+        idx = self.locate(addr, nbytes, active, what, where)
+        ar = np.arange(nbytes, dtype=np.uint64)
+        for k in np.unique(idx[idx >= 0]):
+            a = self.allocs[k]
+            sel = idx == k
+            out[sel] = a.view[(addr[sel] - np.uint64(a.base))[:, None] + ar]
+        return out
+
+    def write(self, addr, data: np.ndarray, active, what: str, where: Callable[[int], str]) -> None:
+        """data: [n, nbytes] uint8. Every access is checked before any byte is written."""
+        addr = np.asarray(addr, np.uint64).reshape(-1)
+        active = np.broadcast_to(active, addr.shape)
+        nbytes = data.shape[-1]
+        idx = self.locate(addr, nbytes, active, what, where)
+        ar = np.arange(nbytes, dtype=np.uint64)
+        for k in np.unique(idx[idx >= 0]):
+            a = self.allocs[k]
+            sel = idx == k
+            a.view[(addr[sel] - np.uint64(a.base))[:, None] + ar] = data[sel]
+
+
+# ---- buffer resources -------------------------------------------------------------------
+
+
+def make_rsrc(base, stride, num_records, flags) -> np.ndarray:
+    """The 4 dwords of a V# as the AMDGPU lowering of rocdl.make.buffer.rsrc builds them:
+    w0 = base[31:0], w1 = base[47:32] | stride << 16, w2 = num_records, w3 = flags."""
+    base = np.asarray(base, np.uint64)
+    w0 = (base & U32).astype(np.uint32)
+    w1 = ((base >> np.uint64(32)) & np.uint64(0xFFFF)).astype(np.uint32) | (
+        np.asarray(stride).astype(np.uint32) << np.uint32(16)
+    )
+    w2 = np.asarray(num_records).astype(np.uint64).astype(np.uint32)
+    w3 = np.asarray(flags).astype(np.uint32)
+    shape = np.broadcast_shapes(w0.shape, w1.shape, w2.shape, w3.shape)
+    return np.stack([np.broadcast_to(w, shape) for w in (w0, w1, w2, w3)], -1)
+
+
+def decode_rsrc(r) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(base, stride, num_records) of V# dwords [..., 4]."""
+    r = np.asarray(r, np.uint32)
+    base = r[..., 0].astype(np.uint64) | (
+        (r[..., 1] & np.uint32(0xFFFF)).astype(np.uint64) << np.uint64(32)
+    )
+    stride = (r[..., 1] >> np.uint32(16)) & np.uint32(0x3FFF)
+    return base, stride, r[..., 2].astype(np.uint64)
+
+
+def buffer_addresses(r, voffset, soffset, size: int, lanes: int):
+    """Raw buffer (stride 0) addressing, per lane and per dword chunk of the access:
+        address  = base + ((voffset + soffset) mod 2^32) + 4j
+        in range = voffset + 4j + 4 <= num_records      (soffset is not range-checked)
+    Returns (addr [L, nchunks] uint64, in_range [L, nchunks] bool, chunk bytes)."""
+    base, stride, nrec = decode_rsrc(r)
+    if np.any(stride != 0):
+        raise EmulatorError("buffer resource with stride != 0 (structured buffer) is not modelled")
+    chunk = min(4, size)
+    j = np.arange(size // chunk, dtype=np.uint64) * np.uint64(chunk)
+    vo = np.broadcast_to(np.asarray(voffset, np.uint32).astype(np.uint64), (lanes,))
+    so = np.asarray(soffset, np.uint32).astype(np.uint64)
+    off32 = (vo + so) & U32
+    addr = np.broadcast_to(base, (lanes,))[:, None] + off32[:, None] + j[None, :]
+    in_range = (vo[:, None] + j[None, :] + np.uint64(chunk)) <= np.broadcast_to(nrec, (lanes,))[
+        :, None
+    ]
+    return addr, in_range, chunk
+
+
+def describe_rsrc(r) -> str:
+    base, stride, nrec = decode_rsrc(r)
+    return f"V#.base=0x{int(base):x} stride={int(stride)} num_records=0x{int(nrec):x} flags=0x{int(np.asarray(r)[3]):x}"
+
+
+# ---- LDS --------------------------------------------------------------------------------
+
+
+class Lds:
+    """LDS of the workgroups of one batch: bytes[nwg, size]. Addresses are 32-bit byte
+    offsets from the workgroup's LDS base. With race_check, `writer[wg, byte]` holds the wave
+    that last wrote the byte since the workgroup's last barrier (-1: none)."""
+
+    def __init__(self, nwg: int, size: int, race_check: bool) -> None:
+        self.size = size
+        self.bytes = np.zeros((nwg, size), np.uint8)
+        self.writer = np.full((nwg, size), -1, np.int16) if race_check else None
+
+    def _index(self, wg, addr, nbytes, active, what, where):
+        addr = np.asarray(addr, np.uint64).reshape(-1)
+        bad = active & (addr + np.uint64(nbytes) > np.uint64(self.size))
+        if bad.any():
+            k = int(np.nonzero(bad)[0][0])
+            raise IllegalAddress(
+                f"LDS access out of range in {what}: {int(bad.sum())} active lane(s); first: {where(k)} "
+                f"LDS addr=0x{int(addr[k]):x} size={nbytes}, workgroup LDS size = {self.size} bytes"
+            )
+        lanes = np.nonzero(active)[0]
+        cols = (addr[lanes][:, None] + np.arange(nbytes, dtype=np.uint64)).astype(np.int64)
+        rows = np.broadcast_to(np.asarray(wg)[..., None] if np.ndim(wg) else wg, (addr.size, 1))[
+            lanes
+        ]
+        return lanes, np.broadcast_to(rows, cols.shape), cols
+
+    def _race(self, kind, what, where, lane, wg, wave, other, addr):
+        raise LdsRace(
+            f"LDS race in {what}: {kind} of LDS byte 0x{addr:x} by wave {wave} of workgroup batch slot {wg} "
+            f"({where(lane)}); wave {other} wrote it since the last barrier"
+        )
+
+    def read(self, wg, wave, addr, nbytes, active, what, where) -> np.ndarray:
+        lanes, rows, cols = self._index(wg, addr, nbytes, active, what, where)
+        if self.writer is not None and lanes.size:
+            w = self.writer[rows, cols]
+            mine = np.broadcast_to(
+                np.asarray(wave)[lanes][:, None] if np.ndim(wave) else wave, w.shape
+            )
+            bad = (w >= 0) & (w != mine)
+            if bad.any():
+                i, j = np.argwhere(bad)[0]
+                self._race(
+                    "read",
+                    what,
+                    where,
+                    int(lanes[i]),
+                    int(rows[i, j]),
+                    int(mine[i, j]),
+                    int(w[i, j]),
+                    int(cols[i, j]),
+                )
+        out = np.zeros((np.asarray(addr).size, nbytes), np.uint8)
+        out[lanes] = self.bytes[rows, cols]
+        return out
+
+    def write(self, wg, wave, addr, data, active, what, where) -> None:
+        nbytes = data.shape[-1]
+        lanes, rows, cols = self._index(wg, addr, nbytes, active, what, where)
+        if self.writer is not None and lanes.size:
+            mine = np.broadcast_to(
+                np.asarray(wave)[lanes][:, None] if np.ndim(wave) else wave, cols.shape
+            ).astype(np.int16)
+            w = self.writer[rows, cols]
+            bad = (w >= 0) & (w != mine)
+            self.writer[rows, cols] = mine
+            bad |= self.writer[rows, cols] != mine  # two waves wrote one byte in this op
+            if bad.any():
+                i, j = np.argwhere(bad)[0]
+                other = int(w[i, j]) if w[i, j] >= 0 else int(self.writer[rows[i, j], cols[i, j]])
+                self._race(
+                    "write",
+                    what,
+                    where,
+                    int(lanes[i]),
+                    int(rows[i, j]),
+                    int(mine[i, j]),
+                    other,
+                    int(cols[i, j]),
+                )
+        self.bytes[rows, cols] = data[lanes]
+
+    def barrier(self, wgs: np.ndarray) -> None:
+        """A new barrier epoch for the workgroups (batch slots) `wgs`."""
+        if self.writer is not None:
+            self.writer[wgs] = -1

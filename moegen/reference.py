@@ -1,0 +1,63 @@
+"""fp32 torch reference of the 2-stage MoE (per expert, straight from the definitions)."""
+
+from __future__ import annotations
+
+import torch
+
+
+def stage1(
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    topk_ids: torch.Tensor,
+    topk_weights: torch.Tensor | None = None,
+) -> torch.Tensor:
+    """out[t, s, :] = silu(x[t] . Wg[e]^T) * (x[t] . Wu[e]^T) (* topk_weights[t, s] if given), fp32.
+
+    x [tokens, model_dim]; w1 [E, 2 * inter, model_dim] (gate rows, then up rows);
+    topk_ids [tokens, topk] with e = topk_ids[t, s].
+    """
+    tokens, topk = topk_ids.shape
+    inter = w1.shape[1] // 2
+    xf, wf = x.float(), w1.float()
+    out = torch.zeros(tokens, topk, inter, dtype=torch.float32, device=x.device)
+    for e in topk_ids.unique().tolist():
+        t, s = (topk_ids == e).nonzero(as_tuple=True)
+        h = xf[t] @ wf[e].T
+        out[t, s] = torch.nn.functional.silu(h[:, :inter]) * h[:, inter:]
+    if topk_weights is not None:
+        out = out * topk_weights.float().unsqueeze(-1)
+    return out
+
+
+def stage2(
+    a2: torch.Tensor, w2: torch.Tensor, topk_ids: torch.Tensor, topk_weights: torch.Tensor
+) -> torch.Tensor:
+    """out[t, :] = sum_s (a2[t, s] . W2[e]^T) * topk_weights[t, s], fp32.
+
+    a2 [tokens, topk, inter] or [tokens * topk, inter]; w2 [E, model_dim, inter].
+    """
+    tokens, topk = topk_ids.shape
+    af = a2.float().reshape(tokens, topk, -1)
+    wf = w2.float()
+    out = torch.zeros(tokens, w2.shape[1], dtype=torch.float32, device=a2.device)
+    for e in topk_ids.unique().tolist():
+        t, s = (topk_ids == e).nonzero(as_tuple=True)
+        out.index_add_(0, t, (af[t, s] @ wf[e].T) * topk_weights.float()[t, s].unsqueeze(1))
+    return out
+
+
+def moe(
+    x: torch.Tensor,
+    w1: torch.Tensor,
+    w2: torch.Tensor,
+    topk_ids: torch.Tensor,
+    topk_weights: torch.Tensor,
+) -> torch.Tensor:
+    """The whole MoE layer: stage 2 of stage 1 (routing weight applied once, in stage 2)."""
+    return stage2(stage1(x, w1, topk_ids), w2, topk_ids, topk_weights)
+
+
+def cos_dist(a: torch.Tensor, b: torch.Tensor) -> float:
+    """1 - cosine similarity of the flattened tensors (in float64); 0 means same direction."""
+    a, b = a.double().flatten(), b.double().flatten()
+    return float(1 - torch.nn.functional.cosine_similarity(a, b, dim=0))

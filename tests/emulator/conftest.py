@@ -1,0 +1,32 @@
+"""Compile the test kernels once per session and arch (subprocess), cache the MLIR dumps."""
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture(scope="session")
+def dumps(tmp_path_factory):
+    """arch -> directory of <spec>.mlir dumps (compiled on first use)."""
+    cache: dict[str, Path] = {}
+
+    def get(arch: str) -> Path:
+        if arch not in cache:
+            out = tmp_path_factory.mktemp(f"dumps_{arch}")
+            env = dict(os.environ)
+            env.setdefault("ROCM_PATH", "/work/scratch/rocm")
+            subprocess.run(
+                [sys.executable, str(HERE / "compile_dumps.py"), arch, str(out)],
+                check=True,
+                env=env,
+                stdout=subprocess.DEVNULL,
+            )
+            cache[arch] = out
+        return cache[arch]
+
+    return get

@@ -1,0 +1,93 @@
+"""End-to-end CLI: exit codes, list == render enumeration, --check on the shipped project."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+import sys
+
+import pytest
+
+from moegen.cli import main
+
+
+def run(*args, cwd):
+    return subprocess.run(
+        [sys.executable, "-m", "moegen", *args], capture_output=True, text=True, cwd=cwd
+    )
+
+
+def test_usage_errors_exit_2(mini):
+    assert run("frobnicate", cwd=mini).returncode == 2
+    assert run("list", "--format", "xml", cwd=mini).returncode == 2
+    assert run(cwd=mini).returncode == 2
+
+
+def test_missing_spec_exits_1_with_location(mini):
+    proc = run("validate", "--variants", "nope.yaml", cwd=mini)
+    assert proc.returncode == 1
+    assert proc.stderr.startswith("nope.yaml:1:1: error: file not found")
+    assert "Traceback" not in proc.stderr
+
+
+def test_list_and_render_share_one_enumeration(mini, capsys):
+    assert main(["list", "--format", "json", "-k", "*per_expert*"]) == 0
+    rows = json.loads(capsys.readouterr().out)
+    assert {r["name"] for r in rows} == {
+        "moe_s1_bf16_per_expert_k1",
+        "moe_s1_bf16_per_expert_k2",
+        "moe_s1_bf16_per_expert_k2_t32x64x64",
+        "moe_s2_bf16_per_expert",
+    }
+    assert main(["render", "-k", "*per_expert*"]) == 0
+    written = {p.stem for p in (mini / "generated" / "flydsl").glob("moe_*.py")}
+    assert written == {r["name"] for r in rows}
+    assert all((mini / r["module"]).exists() for r in rows)
+
+
+def test_list_table(mini, capsys):
+    assert main(["list", "-k", "moe_s2_*"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:3] == ["name", "dtype", "addressing"]
+    assert out[-1] == "2 variants"
+
+
+def test_glob_matching_nothing_lists_nothing(mini, capsys):
+    assert main(["list", "-k", "nothing*"]) == 0
+    assert capsys.readouterr().out.strip().endswith("0 variants")
+
+
+def test_shipped_project_render_then_check_then_edit(project_copy):
+    """Fresh render of the real spec; --check is clean; one edited variant -> a diff of its files only."""
+    first = run("render", cwd=project_copy)
+    assert first.returncode == 0, first.stderr
+    assert run("render", "--check", cwd=project_copy).returncode == 0
+    spec = project_copy / "variants.yaml"
+    text = spec.read_text()
+    # per_expert stage-1 split-K goes from 2 to 4: exactly those variants' files change.
+    head, sep, block = text.partition("    addressing: per_expert\n")
+    assert sep and "split_k: [1, 2]" in block and "{stage: 2, split_k: 2}" in block
+    block = block.replace("split_k: [1, 2]", "split_k: [1, 4]").replace(
+        "{stage: 2, split_k: 2}", "{stage: 2, split_k: 4}"
+    )
+    spec.write_text(head + sep + block)
+    proc = run("render", "--check", cwd=project_copy)
+    assert proc.returncode == 1
+    touched = set(re.findall(r"^(?:---|\+\+\+) [ab]/generated/(\S+)", proc.stdout, re.M))
+    expected = set()
+    for dt in ("bf16", "fp16"):
+        for k in ("k2", "k4"):
+            expected.add(f"flydsl/moe_s1_{dt}_per_expert_{k}.py")
+            if (project_copy / "templates" / "tests" / "test_boundary.py.j2").exists():
+                expected.add(f"tests/test_moe_s1_{dt}_per_expert_{k}.py")
+    expected.add("MANIFEST")
+    if (project_copy / "templates" / "registry.py.j2").exists():
+        expected.add("__init__.py")
+    assert touched == expected
+    assert "moegen render" in proc.stderr
+
+
+def test_python_dash_m_entry_point(mini):
+    proc = run("validate", cwd=mini)
+    assert proc.returncode == 0 and "ok (7 variants)" in proc.stdout
