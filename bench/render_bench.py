@@ -22,9 +22,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def synthetic_spec(n: int) -> str:
-    """The shipped dtypes/archs, a production-only shape, and n explicit variants (tiles vary)."""
+    """The shipped dtypes/archs and shapes, and n explicit variants (tiles vary)."""
     spec = yaml.safe_load((ROOT / "variants.yaml").read_text())
-    spec["shapes"] = {"production": spec["shapes"]["production"]}
+    # a small shape every synthetic tile divides (tile n up to 256, split_k x tile k up to 512)
+    spec["shapes"] = {
+        "small": {"experts": 4, "model_dim": 1536, "inter": 768, "topk": 2},
+        "production": spec["shapes"]["production"],
+    }
     spec.pop("matrix", None)
     kinds = [(1, 1), (1, 2), (1, 4), (2, 1)]
     entries = []

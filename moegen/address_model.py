@@ -282,17 +282,100 @@ def sweep(
 
 def table(v: Mapping[str, Any], p: Problem) -> str:
     """A human-readable span table (used by `moegen boundary`)."""
-    rows = [("tensor", "shape", "one resource covers", "span", "limit", "fits")]
+    rows = [("tensor", "shape", "one resource covers", "span (bytes)", "limit", "fits", "< 2^31")]
     for s in spans(v, p):
         rows.append(
             (
                 s.tensor,
                 "x".join(map(str, s.shape)),
                 s.resource,
-                f"{s.span_bytes / GIB:.3f} GiB",
+                f"{s.span_bytes:,}",
                 "2^31" if s.signed else "2^32",
                 "yes" if s.fits else "NO",
+                "yes" if s.fits_signed else "no",
             )
         )
     widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
     return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# the boundary test's cases
+
+TOKEN_COUNTS = {"decode": 16, "prefill": 2048}  # the seed's token counts
+OWN_LINE_EXPERTS = 2  # a per-expert line is one slab's: E does not move it, so test it at E=2
+
+
+@dataclass(frozen=True)
+class BoundaryCase:
+    """One (inter, token count) point of a variant's boundary sweep."""
+
+    label: str  # safe | below | above | production | own_below | own_above
+    inter: int
+    experts: int
+    topk: int
+    tokens_label: str  # decode | prefill
+    tokens: int
+    addressable: bool
+    weight_bytes: int = 0  # the whole weight tensor, for reports
+
+    @property
+    def id(self) -> str:
+        parts = [f"inter={self.inter}"]
+        if self.label.startswith("own_"):
+            parts.append(f"E={self.experts}")
+        parts.append(self.tokens_label)
+        return "-".join(parts)
+
+
+def boundary_cases(
+    v: Mapping[str, Any],
+    *,
+    experts: int,
+    model_dim: int,
+    topk: int,
+    production_inter: int,
+    token_counts: Mapping[str, int] = TOKEN_COUNTS,
+) -> list[BoundaryCase]:
+    """The sweep a variant's generated boundary test runs, decided here, rendered as literals.
+
+    Every variant is swept across the 4 GiB line of a whole-tensor weight of its dtype and
+    stage (the seed's line: safe, last inter below, first above, production). A per_expert
+    variant's own line is one expert's slab reaching 2**32 bytes; it is swept there too, at
+    E=2 (the slab line does not depend on E, and 2 lazily allocated experts stay virtual).
+    """
+    whole = dict(v, addressing="whole_tensor")
+    points = [
+        (p.label, p.inter, experts, topk)
+        for p in sweep(
+            whole, experts, model_dim, max(token_counts.values()), topk, production_inter
+        )
+    ]
+    if v["addressing"] == "per_expert":
+        own_topk = min(topk, OWN_LINE_EXPERTS)
+        own = sweep(
+            v, OWN_LINE_EXPERTS, model_dim, min(token_counts.values()), own_topk, production_inter
+        )
+        points += [
+            (f"own_{p.label}", p.inter, OWN_LINE_EXPERTS, own_topk)
+            for p in own
+            if p.label in ("below", "above")
+        ]
+    cases = []
+    for label, inter, e, k in points:
+        for tlabel, tokens in token_counts.items():
+            p = Problem(e, model_dim, inter, tokens, k)
+            w = next(s for s in spans(v, p) if s.tensor.startswith("w"))
+            cases.append(
+                BoundaryCase(
+                    label,
+                    inter,
+                    e,
+                    k,
+                    tlabel,
+                    tokens,
+                    addressable(v, p),
+                    _bytes(e * w.shape[1] * w.shape[2], v["weight_bits"]),
+                )
+            )
+    return cases

@@ -9,7 +9,8 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from .errors import SpecErrors
+from . import verify
+from .errors import Location, SpecError, SpecErrors
 from .expand import enumerate_variants
 from .render import RenderError
 from .spec import Variant
@@ -112,6 +113,69 @@ def cmd_render(args) -> int:
     return EXIT_OK
 
 
+def _production(spec_path: str):
+    from .spec import load_spec
+
+    errors: list = []
+    spec = load_spec(spec_path, errors)
+    shapes = {s.name: s for s in spec.shapes} if spec else {}
+    if "production" not in shapes:
+        raise SpecErrors(
+            errors
+            or [
+                SpecError(
+                    Location(spec_path, 1, 1),
+                    "no `production` shape under `shapes:`",
+                    "declare shapes.production (experts, model_dim, inter, topk)",
+                )
+            ]
+        )
+    return shapes["production"]
+
+
+def cmd_boundary(args) -> int:
+    from . import address_model as am
+
+    variants = {v.name: v for v in enumerate_variants(args.variants)}
+    if args.variant not in variants:
+        close = ", ".join(
+            sorted(n for n in variants if args.variant.split("_")[1:2] == n.split("_")[1:2])
+        )
+        print(
+            f"moegen: unknown variant {args.variant!r}; `moegen list` shows them"
+            + (f" (e.g. {close})" if close else ""),
+            file=sys.stderr,
+        )
+        return EXIT_FAIL
+    v = variants[args.variant].runtime_info
+    prod = _production(args.variants)
+    experts = args.experts or prod.experts
+    model_dim = args.model_dim or prod.model_dim
+    print(
+        f"{v['name']}: stage {v['stage']}, {v['addressing']}, weight {v['weight_bits']} bits, "
+        f"activations {v['act_bits']} bits, split_k {v['k_batch']}"
+    )
+    for label, tokens in am.TOKEN_COUNTS.items():
+        p = am.Problem(experts, model_dim, prod.inter, tokens, prod.topk)
+        print(
+            f"\ntensors at E={experts} model_dim={model_dim} inter={prod.inter} "
+            f"tokens={tokens} ({label}) topk={prod.topk}:"
+        )
+        print(am.table(v, p))
+        first = am.first_failing_inter(v, experts, model_dim, tokens, prod.topk)
+        print(
+            f"first inter that cannot be addressed ({label}): {first} "
+            f"(inter must be a multiple of {am.inter_granule(v)})"
+        )
+    print("\nboundary test sweep (generated/tests/test_%s.py):" % v["name"])
+    for c in am.boundary_cases(
+        v, experts=experts, model_dim=model_dim, topk=prod.topk, production_inter=prod.inter
+    ):
+        verdict = "run, cos_dist < 0.01" if c.addressable else "launcher must refuse"
+        print(f"  {c.label:<11} {c.id:<28} W {c.weight_bytes / am.GIB:7.2f} GiB  {verdict}")
+    return EXIT_OK
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="moegen", description=__doc__)
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -157,6 +221,15 @@ def build_parser() -> argparse.ArgumentParser:
     ls.add_argument("--format", choices=("table", "json"), default="table")
     ls.set_defaults(func=cmd_list)
 
+    b = sub.add_parser("boundary", help="print a variant's 32-bit spans, limit and boundary sweep")
+    b.add_argument("variant", metavar="VARIANT")
+    common(b, select=False)
+    b.add_argument("--experts", type=int, metavar="E", help="default: the production shape's")
+    b.add_argument("--model-dim", type=int, metavar="D", help="default: the production shape's")
+    b.set_defaults(func=cmd_boundary)
+
+    verify.register(sub)
+
     v = sub.add_parser("validate", help="check variants.yaml and report every problem")
     common(v, select=False)
     v.set_defaults(func=cmd_validate, k=None)
@@ -173,6 +246,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except RenderError as exc:
         print(f"moegen: render failed, nothing was written:\n{exc}", file=sys.stderr)
         return EXIT_FAIL
+    except BrokenPipeError:  # e.g. `moegen list | head`
+        sys.stderr.close()
+        return EXIT_OK
     except KeyboardInterrupt:
         print("moegen: interrupted", file=sys.stderr)
         return 130

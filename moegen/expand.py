@@ -283,6 +283,7 @@ class _Expander:
             out_dtype=out_dtype,
             preferred=merged["preferred"],
             source=src,
+            shapes=spec.shapes,
         )
         for problem in check_tiles(v):
             self.error(loc, f"{name}: {problem}", "change the tile in variants.yaml")

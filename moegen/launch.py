@@ -13,8 +13,10 @@ moegen.kernel_limits.check_tiles.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Optional
+from typing import Any, Callable, Iterator, Mapping, Optional
 
 import torch
 
@@ -214,7 +216,27 @@ def _raise(variant: Mapping[str, Any], problems: list[str]) -> None:
         raise ValueError(f"{variant['name']}: invalid operands:\n  - " + "\n  - ".join(problems))
 
 
+_SKIP_ADDRESS_GUARDS = contextvars.ContextVar("moegen_skip_address_guards", default=False)
+
+
+@contextlib.contextmanager
+def unsafe_skip_address_guards() -> Iterator[None]:
+    """TEST-ONLY: inside this block, prepare() skips the 32-bit offset guards.
+
+    It exists so a test can run a whole_tensor kernel past its 4 GiB line (on the CPU emulator)
+    and show the corruption the guard prevents. Never use it to launch real work: the kernel
+    WILL read or write the wrong memory. Shape, dtype and routing checks still apply.
+    """
+    token = _SKIP_ADDRESS_GUARDS.set(True)
+    try:
+        yield
+    finally:
+        _SKIP_ADDRESS_GUARDS.reset(token)
+
+
 def _check_limits(problems: list[str], variant: Mapping[str, Any], dims: MoeDims) -> None:
+    if _SKIP_ADDRESS_GUARDS.get():
+        return
     problems.extend(
         address_model.check(
             dict(variant),
@@ -418,6 +440,7 @@ __all__ = [
     "check_tiles",
     "reduce_split_k",
     "run_plan",
+    "unsafe_skip_address_guards",
     "validate_stage1",
     "validate_stage2",
 ]

@@ -23,6 +23,7 @@ from .spec import Variant
 KERNEL_TEMPLATES = {1: "flydsl/moe_stage1.py.j2", 2: "flydsl/moe_stage2.py.j2"}
 TEST_TEMPLATE = "tests/test_boundary.py.j2"
 REGISTRY_TEMPLATE = "registry.py.j2"
+TESTS_CONFTEST_TEMPLATE = "tests/conftest.py.j2"
 BLACK_MODE = black.Mode(target_versions={black.TargetVersion.PY310}, line_length=100)
 PARALLEL_MIN = 8  # below this many uncached files, formatting in-process is faster
 
@@ -94,6 +95,13 @@ def render_raw(
         files["flydsl/__init__.py"] = header(None, "(none)", spec_path, "package marker") + (
             '"""FlyDSL kernel modules, one per variant of variants.yaml."""\n'
         )
+        if (templates_dir / TEST_TEMPLATE).exists():
+            files["tests/__init__.py"] = header(None, "(none)", spec_path, "package marker") + (
+                '"""Boundary tests, one module per variant of variants.yaml."""\n'
+            )
+            files["tests/conftest.py"] = header(
+                None, TESTS_CONFTEST_TEMPLATE, spec_path, "pytest hooks of the boundary tests"
+            ) + _render(env, TESTS_CONFTEST_TEMPLATE)
         if (templates_dir / REGISTRY_TEMPLATE).exists():
             body = _render(env, REGISTRY_TEMPLATE, variants=list(variants))
             files["__init__.py"] = (

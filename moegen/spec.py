@@ -41,6 +41,8 @@ TORCH_DTYPES = {
     "int8": 8,
     "uint8": 8,
 }
+# small: unit tests and `moegen verify`; production: the boundary tests' sweep.
+REQUIRED_SHAPES = ("small", "production")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
 
 TOP_KEYS = ("version", "archs", "dtypes", "shapes", "defaults", "matrix", "variants")
@@ -152,6 +154,7 @@ class Variant:
     out_dtype: str
     preferred: bool
     source: Source = field(compare=False, repr=False)
+    shapes: tuple[Shape, ...] = field(default=(), compare=False, repr=False)
 
     # --- paths: derived from the name in this one place ---------------------------------
     @property
@@ -165,6 +168,27 @@ class Variant:
     @property
     def module_import(self) -> str:
         return f"generated.flydsl.{self.name}"
+
+    def shape(self, name: str) -> Shape:
+        """One of the spec's problem shapes (`small`, `production`)."""
+        for s in self.shapes:
+            if s.name == name:
+                return s
+        raise KeyError(f"variants.yaml declares no shape {name!r} under `shapes:`")
+
+    @property
+    def boundary_cases(self) -> list:
+        """The generated boundary test's cases (moegen.address_model decides them)."""
+        from .address_model import boundary_cases
+
+        prod = self.shape("production")
+        return boundary_cases(
+            self.runtime_info,
+            experts=prod.experts,
+            model_dim=prod.model_dim,
+            topk=prod.topk,
+            production_inter=prod.inter,
+        )
 
     @property
     def params(self) -> dict[str, Any]:
@@ -578,6 +602,8 @@ def load_spec(path: str | Path, errors: list[SpecError]) -> Spec | None:
         )
         return None
     check_keys(doc, TOP_KEYS, "the top level", errors, required=("archs", "dtypes", "shapes"))
+    if isinstance(doc.get("shapes"), LMap):
+        check_keys(doc["shapes"], tuple(doc["shapes"]), "shapes", errors, required=REQUIRED_SHAPES)
     if "version" in doc:
         expect_choice(doc["version"], (1,), doc.at("version"), "version", errors)
 

@@ -63,6 +63,11 @@ def test_shipped_project_render_then_check_then_edit(project_copy):
     first = run("render", cwd=project_copy)
     assert first.returncode == 0, first.stderr
     assert run("render", "--check", cwd=project_copy).returncode == 0
+    names = {
+        r["name"] for r in json.loads(run("list", "--format", "json", cwd=project_copy).stdout)
+    }
+    tests = {p.name for p in (project_copy / "generated" / "tests").glob("test_*.py")}
+    assert tests == {f"test_{n}.py" for n in names}, "one boundary test module per variant"
     spec = project_copy / "variants.yaml"
     text = spec.read_text()
     # per_expert stage-1 split-K goes from 2 to 4: exactly those variants' files change.
@@ -91,3 +96,20 @@ def test_shipped_project_render_then_check_then_edit(project_copy):
 def test_python_dash_m_entry_point(mini):
     proc = run("validate", cwd=mini)
     assert proc.returncode == 0 and "ok (7 variants)" in proc.stdout
+
+
+def test_boundary_prints_spans_line_and_sweep(project_copy):
+    proc = run("boundary", "moe_s1_bf16_whole_tensor_k1", cwd=project_copy)
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "w1                 128x6144x6144  whole tensor         9,663,676,416" in out
+    assert "first inter that cannot be addressed (decode): 1366" in out
+    assert "inter=1344-decode" in out and "inter=1408-decode" in out
+    assert (
+        run(
+            "boundary", "moe_s1_bf16_whole_tensor_k1", "--experts", "8", cwd=project_copy
+        ).stdout.count("first inter that cannot be addressed (decode): 21846")
+        == 1
+    )
+    bad = run("boundary", "moe_nope", cwd=project_copy)
+    assert bad.returncode == 1 and "unknown variant" in bad.stderr and "Traceback" not in bad.stderr

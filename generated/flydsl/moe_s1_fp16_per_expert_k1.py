@@ -125,7 +125,8 @@ def moe_s1_fp16_per_expert_k1_kernel(
         expert = rocdl.s_buffer_load(rocdl.make_buffer_ptr(fx.get_iter(SortedExpertIds)), bid_m)
         ids_rsrc = buffer_rsrc(fx.get_iter(SortedTokenIds))
         # x, the routing tensors and the output stay on 32-bit offsets from their own base:
-        # tokens * topk * max(model_dim, 2 * inter) * bytes < 2^31 (checked by the launcher guard).
+        # each must span < 2^32 bytes (wrapping i32 offset math, no signed overflow assumed);
+        # the launcher guard checks it with moegen.address_model before any launch.
         x_rsrc = buffer_rsrc(fx.get_iter(X))
         # per_expert: the resource base is W advanced to expert e by a 64-bit element offset
         # (both factors widened BEFORE the multiply), so the 32-bit offset spans one expert only.

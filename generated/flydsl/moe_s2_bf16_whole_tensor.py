@@ -122,7 +122,8 @@ def moe_s2_bf16_whole_tensor_kernel(
         expert = rocdl.s_buffer_load(rocdl.make_buffer_ptr(fx.get_iter(SortedExpertIds)), bid_m)
         ids_rsrc = buffer_rsrc(fx.get_iter(SortedTokenIds))
         # a2, the routing tensors and the output stay on 32-bit offsets from their own base:
-        # tokens * topk * max(model_dim, inter) * bytes < 2^31 (checked by the launcher guard).
+        # each must span < 2^32 bytes (wrapping i32 offset math, no signed overflow assumed);
+        # the launcher guard checks it with moegen.address_model before any launch.
         a2_rsrc = buffer_rsrc(fx.get_iter(A2))
         # whole_tensor: ONE buffer resource over all E experts; the expert's first row is folded
         # into the 32-bit per-lane byte offset, so all of W must span < 4 GiB (the launcher guard

@@ -1,0 +1,167 @@
+"""The runtime half of the generated boundary tests (generated/tests/test_<variant>.py).
+
+The address model decides each variant's cases at render time (they are literals in the
+generated test); this module runs one case:
+
+- an addressable case runs the variant's kernels on an executor (real ROCm GPU or the CPU
+  emulator) and returns cos_dist against an fp32 reference;
+- an unaddressable case must be refused by the launcher's guard (a ValueError naming the
+  tensor and the 32-bit limit) before anything is launched.
+
+Production shapes are made affordable on a CPU the way real bugs are found: tokens are routed
+to the highest experts (largest weight offsets), weights are `torch.empty` (virtual memory)
+with only the rows the checked workgroups read filled in, and the emulator runs only those
+workgroups: the first and last N-block, for the first and last M-block of the highest expert
+and the first M-block of the lowest routed expert. Only their outputs are compared.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+import torch
+
+from . import execute, routing
+from .address_model import TOKEN_COUNTS, BoundaryCase
+from .reference import cos_dist
+
+X_SCALE, W_SCALE = 0.1, 0.05  # the seed's data recipe
+TOKEN_MASK, TOKEN_BITS = (1 << 24) - 1, 24
+COS_DIST_LIMIT = 0.01
+
+
+@dataclass(frozen=True)
+class Covered:
+    """What the checked workgroups compute: sorted rows (token, slot, expert, weight) and columns."""
+
+    rows: list[tuple[int, int, int, float]]
+    cols: torch.Tensor
+    n_blocks: tuple[int, ...]
+    m_blocks: tuple[int, ...]
+
+    def only_wgs(self, x: int, y: int, z: int) -> bool:
+        return x in self.n_blocks and y in self.m_blocks
+
+
+def cases(rows: list[tuple[str, int, int, int, str]], *, addressable: bool) -> list[BoundaryCase]:
+    """BoundaryCases from the (label, inter, experts, topk, tokens label) rows a test lists."""
+    return [
+        BoundaryCase(label, inter, experts, topk, tokens, TOKEN_COUNTS[tokens], addressable)
+        for label, inter, experts, topk, tokens in rows
+    ]
+
+
+def _dtypes(module: ModuleType, arch: str) -> tuple[torch.dtype, torch.dtype]:
+    return getattr(torch, module.ACT_DTYPES[arch]), getattr(torch, module.WEIGHT_DTYPES[arch])
+
+
+def _routing(case: BoundaryCase, tile_m: int, seed: int):
+    experts = [case.experts - 1 - i for i in range(case.topk)]  # the highest experts
+    topk_ids, topk_w = routing.route_to_experts(case.tokens, case.topk, experts, seed=seed)
+    return topk_ids, topk_w, routing.moe_sorting(topk_ids, topk_w, case.experts, tile_m)
+
+
+def _covered(v: dict, case: BoundaryCase, sorted_routing, n_total: int) -> Covered:
+    ids, weights, expert_ids, num_valid = sorted_routing
+    tile_m = v["tile_m"]
+    valid_blocks = int(num_valid[0]) // tile_m
+    eids = expert_ids[:valid_blocks].tolist()
+    top, low = max(eids), min(eids)
+    top_blocks = [b for b, e in enumerate(eids) if e == top]
+    m_blocks = tuple(sorted({top_blocks[0], top_blocks[-1], eids.index(low)}))
+    last_n = n_total // v["tile_n"] - 1
+    n_blocks = tuple(sorted({0, last_n}))
+    cols = torch.cat([torch.arange(b * v["tile_n"], (b + 1) * v["tile_n"]) for b in n_blocks])
+    rows = []
+    for b in m_blocks:
+        for r in range(b * tile_m, (b + 1) * tile_m):
+            packed = int(ids[r])
+            token, slot = packed & TOKEN_MASK, packed >> TOKEN_BITS
+            if token < case.tokens:
+                rows.append((token, slot, eids[b], float(weights[r])))
+    return Covered(rows, cols, n_blocks, m_blocks)
+
+
+def _fill(t: torch.Tensor, index: tuple, gen: torch.Generator, scale: float) -> None:
+    view = t[index]
+    view.copy_((torch.randn(view.shape, generator=gen) * scale).to(t.dtype))
+
+
+def run_case(
+    module: ModuleType,
+    case: BoundaryCase,
+    executor: str,
+    *,
+    model_dim: int,
+    arch: str,
+    seed: int = 0,
+) -> float:
+    """Run an addressable case on `executor`; returns cos_dist of the checked outputs."""
+    v = module.VARIANT
+    act, wdt = _dtypes(module, arch)
+    gen = torch.Generator().manual_seed(seed)
+    topk_ids, topk_w, sorted_routing = _routing(case, v["tile_m"], seed)
+    E, D, inter, T, K = case.experts, model_dim, case.inter, case.tokens, case.topk
+    if v["stage"] == 1:
+        cov = _covered(v, case, sorted_routing, inter)
+        w = torch.empty(E, 2 * inter, D, dtype=wdt)  # virtual until filled
+        x = torch.empty(T, D, dtype=act)
+        tokens = sorted({0} | {t for t, _, _, _ in cov.rows})
+        _fill(x, (torch.tensor(tokens),), gen, X_SCALE)
+        for e in sorted({e for _, _, e, _ in cov.rows}):
+            _fill(w, (e, cov.cols), gen, W_SCALE)
+            _fill(w, (e, cov.cols + inter), gen, W_SCALE)
+        plan = module.prepare(x, w, *sorted_routing, topk=K)
+        out = execute.run(plan, executor, arch=arch, only_wgs=cov.only_wgs)
+        got = torch.stack([out[t, s, cov.cols].float() for t, s, _, _ in cov.rows])
+        ref = []
+        for t, s, e, rw in cov.rows:
+            xf = x[t].float()
+            gate = w[e, cov.cols].float() @ xf
+            up = w[e, cov.cols + inter].float() @ xf
+            h = torch.nn.functional.silu(gate) * up
+            ref.append(h * rw if v["doweight"] else h)
+        return cos_dist(got, torch.stack(ref))
+    cov = _covered(v, case, sorted_routing, D)
+    w = torch.empty(E, D, inter, dtype=wdt)
+    a2 = torch.empty(T * K, inter, dtype=act)
+    rows = sorted({0} | {t * K + s for t, s, _, _ in cov.rows})
+    _fill(a2, (torch.tensor(rows),), gen, X_SCALE)
+    for e in sorted({e for _, _, e, _ in cov.rows}):
+        _fill(w, (e, cov.cols), gen, W_SCALE)
+    plan = module.prepare(a2, w, *sorted_routing, topk=K)
+    out = execute.run(plan, executor, arch=arch, only_wgs=cov.only_wgs)
+    ref: dict[int, torch.Tensor] = {}
+    for t, s, e, rw in cov.rows:
+        contrib = (w[e, cov.cols].float() @ a2[t * K + s].float()) * rw
+        ref[t] = ref.get(t, 0) + contrib
+    toks = sorted(ref)
+    got = torch.stack([out[t, cov.cols].float() for t in toks])
+    return cos_dist(got, torch.stack([ref[t] for t in toks]))
+
+
+def guard_message(module: ModuleType, case: BoundaryCase, *, model_dim: int, arch: str) -> str:
+    """Call the variant's entry point on meta tensors of the case's shape; return the guard's
+    ValueError text. AssertionError if it did not refuse (it must, before any launch)."""
+    v = module.VARIANT
+    act, wdt = _dtypes(module, arch)
+    _, _, sorted_routing = _routing(case, v["tile_m"], seed=0)
+    E, D, inter, T, K = case.experts, model_dim, case.inter, case.tokens, case.topk
+    if v["stage"] == 1:
+        operands = (
+            torch.empty(T, D, dtype=act, device="meta"),
+            torch.empty(E, 2 * inter, D, dtype=wdt, device="meta"),
+        )
+        entry = module.moe_stage1
+    else:
+        operands = (
+            torch.empty(T * K, inter, dtype=act, device="meta"),
+            torch.empty(E, D, inter, dtype=wdt, device="meta"),
+        )
+        entry = module.moe_stage2
+    try:
+        entry(*operands, *sorted_routing, topk=K)
+    except ValueError as exc:
+        return str(exc)
+    raise AssertionError(f"{v['name']} accepted {case.id}, which its 32-bit offsets cannot address")
