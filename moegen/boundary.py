@@ -39,9 +39,14 @@ class Covered:
     cols: torch.Tensor
     n_blocks: tuple[int, ...]
     m_blocks: tuple[int, ...]
+    k_batch: int
 
-    def only_wgs(self, x: int, y: int, z: int) -> bool:
-        return x in self.n_blocks and y in self.m_blocks
+    @property
+    def only_wgs(self) -> list[tuple[int, int, int]]:
+        """The checked workgroups (grid x = N-block, y = M-block, z = K slice)."""
+        return [
+            (x, y, z) for x in self.n_blocks for y in self.m_blocks for z in range(self.k_batch)
+        ]
 
 
 def cases(rows: list[tuple[str, int, int, int, str]], *, addressable: bool) -> list[BoundaryCase]:
@@ -80,12 +85,13 @@ def _covered(v: dict, case: BoundaryCase, sorted_routing, n_total: int) -> Cover
             token, slot = packed & TOKEN_MASK, packed >> TOKEN_BITS
             if token < case.tokens:
                 rows.append((token, slot, eids[b], float(weights[r])))
-    return Covered(rows, cols, n_blocks, m_blocks)
+    return Covered(rows, cols, n_blocks, m_blocks, v["k_batch"])
 
 
 def _fill(t: torch.Tensor, index: tuple, gen: torch.Generator, scale: float) -> None:
-    view = t[index]
-    view.copy_((torch.randn(view.shape, generator=gen) * scale).to(t.dtype))
+    """t[index] = randn * scale, touching only those elements (index may be advanced)."""
+    shape = torch.empty(t.shape, device="meta")[index].shape
+    t[index] = (torch.randn(shape, generator=gen) * scale).to(t.dtype)
 
 
 def run_case(

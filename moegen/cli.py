@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import verify
+from . import emulate_cli, verify
 from .errors import Location, SpecError, SpecErrors
 from .expand import enumerate_variants
 from .render import RenderError
@@ -229,6 +229,7 @@ def build_parser() -> argparse.ArgumentParser:
     b.set_defaults(func=cmd_boundary)
 
     verify.register(sub)
+    emulate_cli.register(sub)
 
     v = sub.add_parser("validate", help="check variants.yaml and report every problem")
     common(v, select=False)

@@ -10,7 +10,7 @@ def pytest_runtest_logreport(report):
     if report.when == "call":
         for key, value in report.user_properties:
             if key == "cos_dist":
-                _RESULTS.append((report.nodeid.split("::", 1)[-1], report.outcome, value))
+                _RESULTS.append((report.nodeid.rsplit("/", 1)[-1], report.outcome, value))
 
 
 def pytest_terminal_summary(terminalreporter):

@@ -1,11 +1,12 @@
 """Compile the test kernels once per session and arch (subprocess), cache the MLIR dumps."""
 
-import os
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+from moegen.toolchain import compile_env
 
 HERE = Path(__file__).parent
 
@@ -18,8 +19,7 @@ def dumps(tmp_path_factory):
     def get(arch: str) -> Path:
         if arch not in cache:
             out = tmp_path_factory.mktemp(f"dumps_{arch}")
-            env = dict(os.environ)
-            env.setdefault("ROCM_PATH", "/work/scratch/rocm")
+            env = compile_env(arch)  # the project's linker (moegen.toolchain), no ROCm needed
             subprocess.run(
                 [sys.executable, str(HERE / "compile_dumps.py"), arch, str(out)],
                 check=True,

@@ -1,0 +1,433 @@
+"""One executor interface for generated kernel modules: a real ROCm GPU, or the CPU emulator.
+
+A generated module's prepare() returns a LaunchPlan (torch pre-steps, kernel calls, torch
+post-steps). `run(plan, executor)` executes it:
+
+* "rocm": moegen.launch.run_plan on the current device (needs a ROCm torch with a GPU).
+* "emulator": each KernelCall is compiled for `arch` on the CPU (FlyDSL COMPILE_ONLY, IR dumps)
+  in an isolated subprocess -- LLVM fatal errors abort the interpreter, and COMPILE_ONLY is an
+  environment setting -- then its final LLVM-dialect MLIR is executed by moegen.emulator on the
+  plan's own CPU tensors. The child only rebuilds same-shaped ``torch.empty`` operands (lazy, so
+  a 9 GiB weight costs nothing) and calls the launcher with the same constexprs.
+
+Compiles are cached under ``$MOEGEN_CACHE_DIR/kernels`` (default ``~/.cache/moegen/kernels``),
+keyed by kernel, launcher, arch, constexprs, operand dtypes and ranks, the flydsl version and a
+hash of the generated module's source; a cache hit starts no subprocess. FlyDSL keeps tensor
+shapes dynamic (only constexprs are baked into the code), so token counts share a compile.
+
+`make_problem` builds a whole test case for a generated module (inputs with the seed's data
+recipe, routing, fp32 reference); the generated per-variant tests and `moegen emulate` use it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.metadata
+import importlib.util
+import inspect
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Literal
+
+import torch
+
+from moegen import reference, routing
+from moegen.launch import KernelCall, LaunchPlan, run_plan
+
+EXECUTORS = ("rocm", "emulator")
+MLIR_GLOB = "*_reconcile_unrealized_casts.mlir"
+ENTRY_MODULE = "moegen_compile_entry"
+ARGS_FILE = "operands.json"
+
+# The subprocess entry: rebuild the operands as torch.empty (shapes/dtypes only) and call the
+# launcher once; under COMPILE_ONLY=1 that traces, compiles, links and dumps the IR.
+_ENTRY_SOURCE = '''"""Compile entry written by moegen.execute: one launcher call (operands.json)."""
+import importlib.util
+import json
+from pathlib import Path
+
+import torch
+
+
+def compile():
+    spec = json.loads((Path(__file__).parent / "operands.json").read_text())
+    loader = importlib.util.spec_from_file_location(spec["module_name"], spec["module_path"])
+    module = importlib.util.module_from_spec(loader)
+    loader.loader.exec_module(module)
+    args = [torch.empty(shape, dtype=getattr(torch, dtype)) for shape, dtype in spec["args"]]
+    getattr(module, spec["launcher"])(*args, **spec["constexprs"])
+'''
+
+
+# ---- executors -------------------------------------------------------------------------------
+
+
+def unavailable_reason(name: str) -> str | None:
+    """Why executor `name` cannot run here, or None if it can (ValueError for an unknown name)."""
+    if name == "rocm":
+        if not torch.version.hip:
+            return f"torch {torch.__version__} is not a ROCm build (torch.version.hip is unset)"
+        if not torch.cuda.is_available():
+            return "torch is a ROCm build but sees no GPU (torch.cuda.is_available() is False)"
+        return None
+    if name == "emulator":
+        missing = [pkg for pkg in ("flydsl", "ziglang") if importlib.util.find_spec(pkg) is None]
+        if missing:
+            return (
+                f"the emulator executor needs {' and '.join(missing)} "
+                f"(pip install {' '.join(missing)})"
+            )
+        return None
+    raise ValueError(f"unknown executor {name!r}; choose one of {', '.join(EXECUTORS)}")
+
+
+@dataclass(frozen=True)
+class Emulated:
+    """What one emulated plan produced, with where the time went."""
+
+    result: torch.Tensor
+    compile_s: float  # subprocess compiles (0.0 when every kernel came from the cache)
+    emulate_s: float  # kernel launches in the emulator (excludes torch pre/post steps)
+    overflows: dict[str, int] = field(default_factory=dict)  # with check_overflow: see Emulator
+    stats: dict[str, int] = field(default_factory=dict)  # emulator counters (mfma, bytes, ...)
+
+
+def run(
+    plan: LaunchPlan,
+    executor: str,
+    *,
+    arch: str = "gfx942",
+    only_wgs: Iterable[tuple[int, ...]] | None = None,
+    check_overflow: bool = False,
+) -> torch.Tensor:
+    """Run a plan's pre-steps, kernels and post-steps on `executor`; return plan.result.
+
+    arch, only_wgs (workgroup ids (x, y, z) to run, others skipped) and check_overflow apply to
+    the emulator; the rocm executor runs whole grids for the GPU it finds. Raises RuntimeError
+    with unavailable_reason() if the executor cannot run here.
+    """
+    reason = unavailable_reason(executor)
+    if reason:
+        raise RuntimeError(f"executor {executor!r} is unavailable: {reason}")
+    if executor == "rocm":
+        return run_plan(plan)
+    return emulate(plan, arch=arch, only_wgs=only_wgs, check_overflow=check_overflow).result
+
+
+def emulate(
+    plan: LaunchPlan,
+    *,
+    arch: str = "gfx942",
+    only_wgs: Iterable[tuple[int, ...]] | None = None,
+    check_overflow: bool = False,
+    cache_dir: Path | None = None,
+) -> Emulated:
+    """Run a plan with its kernels compiled for `arch` and executed by moegen.emulator.
+
+    The kernels read and write the plan's CPU tensors in place. Emulator errors
+    (IllegalAddress, ...) propagate; a failed compile raises CompileFailed.
+    """
+    from moegen.emulator import Emulator
+
+    t0 = time.perf_counter()
+    mlir_paths = compile_calls([(call, arch) for call in plan.kernels], cache_dir=cache_dir)
+    compile_s = time.perf_counter() - t0
+    wgs = None if only_wgs is None else [tuple(w) for w in only_wgs]
+    for step in plan.pre:
+        step.fn()
+    emulate_s, overflows, stats = 0.0, {}, {}
+    for call, mlir in zip(plan.kernels, mlir_paths):
+        emu = Emulator(mlir, arch=arch, check_overflow=check_overflow)
+        t0 = time.perf_counter()
+        emu.launch(_kernel_symbol(emu, call), list(call.args), only_wgs=wgs)
+        emulate_s += time.perf_counter() - t0
+        overflows.update(emu.overflows)
+        for key, value in emu.stats.items():
+            stats[key] = stats.get(key, 0) + value
+    for step in plan.post:
+        step.fn()
+    return Emulated(plan.result, compile_s, emulate_s, overflows, stats)
+
+
+def _kernel_symbol(emu, call: KernelCall) -> str:
+    """FlyDSL names the kernel symbol <kernel_name>_<n>; one specialization per dump."""
+    names = [n for n in emu.kernel_names if n.rsplit("_", 1)[0] == call.kernel_name]
+    if len(names) != 1:
+        raise CompileFailed(
+            f"expected one kernel {call.kernel_name}_<n> in the dump, found {emu.kernel_names}"
+        )
+    return names[0]
+
+
+# ---- compile cache ---------------------------------------------------------------------------
+
+
+class CompileFailed(RuntimeError):
+    """A kernel call did not compile (the message carries the compiler's problems)."""
+
+
+def cache_root() -> Path:
+    """Where compiled kernels are cached: $MOEGEN_CACHE_DIR/kernels (~/.cache/moegen/kernels)."""
+    root = os.environ.get("MOEGEN_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "moegen"
+    )
+    return Path(root) / "kernels"
+
+
+def _operands(call: KernelCall) -> list[tuple[list[int], str]]:
+    for k, arg in enumerate(call.args):
+        if not isinstance(arg, torch.Tensor):
+            raise TypeError(
+                f"{call.kernel_name}: runtime arg {k} is {type(arg).__name__}, not a tensor"
+            )
+    return [(list(arg.shape), str(arg.dtype).removeprefix("torch.")) for arg in call.args]
+
+
+def _launcher_source(call: KernelCall) -> tuple[str, Path]:
+    """(launcher function name, generated module file) of a KernelCall's flyc.jit launcher."""
+    func = getattr(call.launcher, "func", call.launcher)
+    return func.__name__, Path(inspect.getsourcefile(func)).resolve()
+
+
+def cache_key(call: KernelCall, arch: str) -> str:
+    """Hex digest naming the compile of `call` for `arch` (what the cache entry depends on)."""
+    launcher, module = _launcher_source(call)
+    key = {
+        "kernel": call.kernel_name,
+        "launcher": launcher,
+        "arch": arch,
+        "constexprs": dict(sorted(call.constexprs.items())),
+        "operands": [(len(shape), dtype) for shape, dtype in _operands(call)],
+        "flydsl": importlib.metadata.version("flydsl"),
+        "module_sha256": hashlib.sha256(module.read_bytes()).hexdigest(),
+    }
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
+    return f"{call.kernel_name}-{arch}-{digest}"
+
+
+def _cached_mlir(entry: Path) -> Path | None:
+    found = sorted(entry.glob(f"dump/*/{MLIR_GLOB}"))
+    return found[0] if len(found) == 1 else None
+
+
+def compile_calls(
+    calls: Sequence[tuple[KernelCall, str]],
+    *,
+    jobs: int | None = None,
+    cache_dir: Path | None = None,
+) -> list[Path]:
+    """The final LLVM-dialect MLIR of each (kernel call, arch), compiling the misses.
+
+    Misses compile in parallel subprocesses (`jobs` at a time, default all cores) through
+    moegen.compile, which fails on compiler error lines and kernels without ISA. Each compile
+    lands in a private temporary directory that is renamed into place, so concurrent
+    processes never see half-written entries. Raises CompileFailed naming every failure.
+    """
+    from moegen.compile import CompileTarget, compile_many
+
+    root = Path(cache_dir) if cache_dir is not None else cache_root()
+    entries = [root / cache_key(call, arch) for call, arch in calls]
+    misses: dict[Path, tuple[KernelCall, str]] = {}
+    for entry, item in zip(entries, calls):
+        if _cached_mlir(entry) is None:
+            misses.setdefault(entry, item)
+    if misses:
+        root.mkdir(parents=True, exist_ok=True)
+        staged = {
+            entry: Path(tempfile.mkdtemp(dir=root, prefix=f".{entry.name}.")) for entry in misses
+        }
+        targets = []
+        for entry, (call, arch) in misses.items():
+            tmp = staged[entry]
+            launcher, module = _launcher_source(call)
+            spec = {
+                "module_name": module.stem,
+                "module_path": str(module),
+                "launcher": launcher,
+                "args": _operands(call),
+                "constexprs": dict(call.constexprs),
+            }
+            (tmp / ARGS_FILE).write_text(json.dumps(spec, indent=1))
+            (tmp / f"{ENTRY_MODULE}.py").write_text(_ENTRY_SOURCE)
+            targets.append(CompileTarget(tmp / f"{ENTRY_MODULE}.py", "compile", arch, tmp / "dump"))
+        failures = []
+        try:
+            for entry, result in zip(misses, compile_many(targets, jobs=jobs)):
+                if not result.ok or _cached_mlir(staged[entry]) is None:
+                    problems = list(result.problems) or [f"no single {MLIR_GLOB} was dumped"]
+                    failures.append(f"{entry.name}: " + "; ".join(problems))
+                    continue
+                try:
+                    staged[entry].rename(entry)
+                except OSError:  # another process cached the same key first
+                    pass
+        finally:
+            for tmp in staged.values():
+                shutil.rmtree(tmp, ignore_errors=True)
+        if failures:
+            raise CompileFailed("kernel compile failed:\n  " + "\n  ".join(failures))
+    return [_cached_mlir(entry) for entry in entries]
+
+
+# ---- test problems ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One MoE case for a generated module: operands, routing, and the fp32 reference.
+
+    act/weight are the module's operands (stage 1: x [tokens, model_dim], w1 [E, 2 * inter,
+    model_dim]; stage 2: a2 [tokens * topk, inter], w2 [E, model_dim, inter]). `reference` has
+    the shape of the module's result. With lazy weights only `routed_experts` hold data.
+    """
+
+    module: ModuleType
+    arch: str
+    act: torch.Tensor
+    weight: torch.Tensor
+    topk: int
+    topk_ids: torch.Tensor
+    topk_weights: torch.Tensor
+    sorted_routing: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
+    reference: torch.Tensor
+
+    @property
+    def routed_experts(self) -> list[int]:
+        return sorted(self.topk_ids.unique().tolist())
+
+    def plan(self) -> LaunchPlan:
+        """The module's launch plan (validates, incl. the 32-bit guards; raises ValueError)."""
+        return self.module.prepare(self.act, self.weight, *self.sorted_routing, topk=self.topk)
+
+    def cos_dist(
+        self, result: torch.Tensor, only_wgs: Iterable[tuple[int, ...]] | None = None
+    ) -> float:
+        """1 - cosine similarity of a result against the fp32 reference; with only_wgs, over
+        the outputs those workgroups computed (see covered())."""
+        if only_wgs is None:
+            return reference.cos_dist(result.float(), self.reference)
+        mask = self.covered(only_wgs)
+        return reference.cos_dist(result.float()[mask], self.reference[mask])
+
+    def covered(self, only_wgs: Iterable[tuple[int, ...]]) -> torch.Tensor:
+        """Boolean mask of the stage-1 outputs [tokens, topk, inter] that the workgroups
+        (x = N tile, y = M block, z = K slice) compute completely: every K slice of an (x, y)
+        must be listed. Stage 2 sums rows of several M blocks per output, so it has no such
+        mask (ValueError)."""
+        variant = self.module.VARIANT
+        if variant["stage"] != 1:
+            raise ValueError("only stage-1 outputs can be compared per workgroup")
+        wgs = {tuple(w) + (0,) * (3 - len(w)) for w in only_wgs}
+        tokens, tile_m, tile_n = self.act.shape[0], variant["tile_m"], variant["tile_n"]
+        ids = self.sorted_routing[0]
+        mask = torch.zeros(self.reference.shape, dtype=torch.bool)
+        for x, y in {(x, y) for x, y, _ in wgs}:
+            if any((x, y, z) not in wgs for z in range(variant["k_batch"])):
+                continue
+            block = ids[y * tile_m : (y + 1) * tile_m]
+            token = block & ((1 << routing.TOKEN_BITS) - 1)
+            routed = token < tokens
+            slot = block >> routing.TOKEN_BITS
+            mask[token[routed].long(), slot[routed].long(), x * tile_n : (x + 1) * tile_n] = True
+        return mask
+
+
+Route = Literal["random", "highest"]
+
+
+def make_problem(
+    module: ModuleType,
+    *,
+    experts: int,
+    model_dim: int,
+    inter: int,
+    tokens: int,
+    topk: int,
+    seed: int = 0,
+    route: Route = "random",
+    idle_experts: Sequence[int] = (),
+    lazy_weights: bool = False,
+    arch: str = "gfx942",
+) -> Problem:
+    """Build a case for a generated module with the seed's data recipe (x * 0.1, w * 0.05).
+
+    route="random": each token picks topk distinct experts at random among those not listed in
+    idle_experts (so an expert with no rows is easy to include); "highest": tokens go to the
+    topk highest-numbered experts (the largest weight offsets), each slot a different one.
+    lazy_weights: the weight tensor is torch.empty and only routed experts are filled, so a
+    9 GiB tensor costs only their slabs; the reference then reads only those slabs too.
+    Dtypes are the module's for `arch`.
+    """
+    variant = module.VARIANT
+    act_dtype = getattr(torch, module.ACT_DTYPES[arch])
+    weight_dtype = getattr(torch, module.WEIGHT_DTYPES[arch])
+    gen = torch.Generator().manual_seed(seed)
+    if route == "highest":
+        topk_ids, topk_weights = routing.route_to_experts(
+            tokens, topk, list(range(experts - 1, experts - 1 - topk, -1)), seed=seed
+        )
+    elif route == "random":
+        pool = torch.tensor([e for e in range(experts) if e not in set(idle_experts)])
+        if len(pool) < topk:
+            raise ValueError(f"need topk={topk} routable experts, got {pool.tolist()}")
+        picks = [pool[torch.randperm(len(pool), generator=gen)[:topk]] for _ in range(tokens)]
+        topk_ids = torch.stack(picks).to(torch.int32)
+        topk_weights = torch.softmax(torch.randn(tokens, topk, generator=gen), dim=1)
+    else:
+        raise ValueError(f"route must be 'random' or 'highest', got {route!r}")
+    sorted_routing = routing.moe_sorting(topk_ids, topk_weights, experts, variant["tile_m"])
+
+    stage1 = variant["stage"] == 1
+    rows, k = (2 * inter, model_dim) if stage1 else (model_dim, inter)
+    act_shape = (tokens, model_dim) if stage1 else (tokens * topk, inter)
+    act = (torch.randn(act_shape, generator=gen) * 0.1).to(act_dtype)
+    used = sorted(topk_ids.unique().tolist())
+    if lazy_weights:
+        weight = torch.empty(experts, rows, k, dtype=weight_dtype)
+        for e in used:
+            weight[e] = (torch.randn(rows, k, generator=gen) * 0.05).to(weight_dtype)
+    else:
+        weight = (torch.randn(experts, rows, k, generator=gen) * 0.05).to(weight_dtype)
+
+    # The reference reads only the routed experts' slabs (a lazy tensor's others are garbage).
+    compact_ids = torch.searchsorted(torch.tensor(used), topk_ids.long())
+    slabs = weight[used]
+    if stage1:
+        ref = reference.stage1(
+            act, slabs, compact_ids, topk_weights if variant["doweight"] else None
+        )
+    else:
+        ref = reference.stage2(act, slabs, compact_ids, topk_weights)
+    return Problem(module, arch, act, weight, topk, topk_ids, topk_weights, sorted_routing, ref)
+
+
+def load_module(path: Path) -> ModuleType:
+    """Import a generated module from its file (generated/flydsl/<variant>.py)."""
+    path = Path(path).resolve()
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+__all__ = [
+    "EXECUTORS",
+    "CompileFailed",
+    "Emulated",
+    "Problem",
+    "cache_key",
+    "cache_root",
+    "compile_calls",
+    "emulate",
+    "load_module",
+    "make_problem",
+    "run",
+    "unavailable_reason",
+]

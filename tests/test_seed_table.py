@@ -1,0 +1,53 @@
+"""Acceptance: the seed PR's boundary table on the CPU emulator (see bench/seed_table.py).
+
+per_expert is correct at every point; whole_tensor (guard bypassed) is correct below the 4 GiB
+line (inter 1280) and wrong or faulting past it (1408, 3072). Full grids; about 3 minutes on 2
+cores, so the points share one module-scoped compile and one case per inter.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import pytest
+
+from moegen import execute
+
+ROOT = Path(__file__).resolve().parents[1]
+MAX_POINT_S = 60.0
+_spec = importlib.util.spec_from_file_location("seed_table", ROOT / "bench" / "seed_table.py")
+seed_table = importlib.util.module_from_spec(_spec)
+sys.modules[_spec.name] = seed_table  # dataclasses resolve the module by name
+_spec.loader.exec_module(seed_table)
+
+pytestmark = pytest.mark.skipif(
+    execute.unavailable_reason("emulator") is not None,
+    reason=str(execute.unavailable_reason("emulator")),
+)
+
+
+@pytest.fixture(scope="module")
+def cases() -> dict[int, execute.Problem]:
+    built = seed_table.problems()
+    seed_table.precompile(built)
+    return built
+
+
+def test_cases_route_to_the_highest_experts(cases):
+    for inter, problem in cases.items():
+        assert problem.routed_experts == [124, 125, 126, 127]
+        assert problem.weight.shape == (128, 2 * inter, 6144)
+
+
+@pytest.mark.parametrize("inter", seed_table.INTERS)
+@pytest.mark.parametrize("variant", seed_table.VARIANTS)
+def test_seed_point(cases, variant, inter):
+    point = seed_table.run_point(cases[inter], variant)
+    assert point.wall_s < MAX_POINT_S
+    past_the_line = inter * seed_table.W1_BYTES_PER_INTER >= 2**32
+    if "whole_tensor" in variant and past_the_line:
+        assert not point.correct, f"whole_tensor at inter={inter} should corrupt: {point}"
+    else:
+        assert point.fault is None and point.correct, point
