@@ -27,10 +27,14 @@ class Entry:
     k_batch: int
     addressing: str
     preferred: bool
-    variant: dict  # the module's VARIANT (resolved parameters)
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
+
+    @property
+    def variant(self) -> dict:
+        """The module's VARIANT: its resolved parameters, which the address model reads."""
+        return self.load().VARIANT
 
 
 class NoAddressableVariant(ValueError):

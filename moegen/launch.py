@@ -249,6 +249,104 @@ def _check_limits(problems: list[str], variant: Mapping[str, Any], dims: MoeDims
     )
 
 
+def _stage1_dims(
+    problems: list[str], variant: Mapping[str, Any], x: torch.Tensor, w1: torch.Tensor, topk: int
+) -> tuple[int, int, int, int]:
+    """(experts, model_dim, inter, tokens) of x [tokens, model_dim], w1 [E, 2*inter, model_dim]."""
+    tokens, model_dim = x.shape
+    experts, two_inter, w_model_dim = w1.shape
+    inter = two_inter // 2
+    if w_model_dim != model_dim:
+        problems.append(
+            f"w1: expected last dim model_dim={model_dim} (x.shape[1]), got shape {list(w1.shape)}"
+        )
+    if two_inter % 2:
+        problems.append(f"w1: dim 1 holds gate and up rows, so it must be even, got {two_inter}")
+    tile_n, tile_k, k_batch = variant["tile_n"], variant["tile_k"], variant["k_batch"]
+    if inter % tile_n:
+        problems.append(f"w1: inter={inter} must be a multiple of tile_n={tile_n}")
+    if model_dim % (tile_k * k_batch):
+        problems.append(
+            f"x: model_dim={model_dim} must be a multiple of tile_k * k_batch = {tile_k} * {k_batch} "
+            f"(each of the {k_batch} K slices is a whole number of tile_k steps)"
+        )
+    return experts, model_dim, inter, tokens
+
+
+def _stage2_dims(
+    problems: list[str], variant: Mapping[str, Any], a2: torch.Tensor, w2: torch.Tensor, topk: int
+) -> tuple[int, int, int, int]:
+    """(experts, model_dim, inter, tokens) of a2 [tokens*topk, inter], w2 [E, model_dim, inter]."""
+    rows, inter = a2.shape
+    experts, model_dim, w_inter = w2.shape
+    if rows % topk:
+        problems.append(f"a2: expected tokens * topk rows (topk={topk}), got {rows}")
+    if w_inter != inter:
+        problems.append(
+            f"w2: expected last dim inter={inter} (a2.shape[1]), got shape {list(w2.shape)}"
+        )
+    if model_dim % variant["tile_n"]:
+        problems.append(
+            f"w2: model_dim={model_dim} must be a multiple of tile_n={variant['tile_n']}"
+        )
+    if inter % variant["tile_k"]:
+        problems.append(f"a2: inter={inter} must be a multiple of tile_k={variant['tile_k']}")
+    return experts, model_dim, inter, rows // topk
+
+
+# Per stage: (activation name, its layout, weight name, its layout, how to read the dims).
+_STAGES = {
+    1: ("x", "[tokens, model_dim]", "w1", "[experts, 2 * inter, model_dim]", _stage1_dims),
+    2: ("a2", "[tokens * topk, inter]", "w2", "[experts, model_dim, inter]", _stage2_dims),
+}
+
+
+def _validate(
+    stage: int,
+    variant: Mapping[str, Any],
+    act: torch.Tensor,
+    w: torch.Tensor,
+    routing_tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    topk: int,
+    act_dtypes: Mapping[str, str],
+    weight_dtypes: Mapping[str, str],
+) -> MoeDims:
+    act_name, act_layout, w_name, w_layout, dims_of = _STAGES[stage]
+    problems: list[str] = []
+    names = ("sorted_token_ids", "sorted_weights", "sorted_expert_ids", "num_valid_ids")
+    tensors = {act_name: act, w_name: w, **dict(zip(names, routing_tensors))}
+    topk_ok = _check_common(problems, variant, tensors, topk)
+    act_ok = _check_tensor(
+        problems,
+        act_name,
+        act,
+        ndim=2,
+        dtypes=tuple(sorted(set(act_dtypes.values()))),
+        expected=act_layout,
+    )
+    w_ok = _check_tensor(
+        problems,
+        w_name,
+        w,
+        ndim=3,
+        dtypes=tuple(sorted(set(weight_dtypes.values()))),
+        expected=w_layout,
+    )
+    if not (act_ok and w_ok and topk_ok):
+        _raise(variant, problems)
+    experts, model_dim, inter, tokens = dims_of(problems, variant, act, w, topk)
+    if not 1 <= tokens < MAX_TOKENS:
+        problems.append(
+            f"{act_name}: tokens={tokens} must be in [1, {MAX_TOKENS}) "
+            "(24-bit token field of sorted_token_ids)"
+        )
+    _check_routing(problems, variant, *routing_tensors, tokens=tokens, topk=topk, experts=experts)
+    dims = MoeDims(experts, model_dim, inter, tokens, topk, _blocks(routing_tensors[2]))
+    _check_limits(problems, variant, dims)
+    _raise(variant, problems)
+    return dims
+
+
 def validate_stage1(
     variant: Mapping[str, Any],
     x: torch.Tensor,
@@ -263,70 +361,8 @@ def validate_stage1(
     weight_dtypes: Mapping[str, str],
 ) -> MoeDims:
     """Check stage-1 operands (x [tokens, model_dim], w1 [E, 2*inter, model_dim]); ValueError lists all problems."""
-    problems: list[str] = []
-    tensors = dict(
-        x=x,
-        w1=w1,
-        sorted_token_ids=sorted_token_ids,
-        sorted_weights=sorted_weights,
-        sorted_expert_ids=sorted_expert_ids,
-        num_valid_ids=num_valid_ids,
-    )
-    topk_ok = _check_common(problems, variant, tensors, topk)
-    x_ok = _check_tensor(
-        problems,
-        "x",
-        x,
-        ndim=2,
-        dtypes=tuple(sorted(set(act_dtypes.values()))),
-        expected="[tokens, model_dim]",
-    )
-    w_ok = _check_tensor(
-        problems,
-        "w1",
-        w1,
-        ndim=3,
-        dtypes=tuple(sorted(set(weight_dtypes.values()))),
-        expected="[experts, 2 * inter, model_dim]",
-    )
-    if not (x_ok and w_ok and topk_ok):
-        _raise(variant, problems)
-    tokens, model_dim = x.shape
-    experts, two_inter, w_model_dim = w1.shape
-    inter = two_inter // 2
-    if w_model_dim != model_dim:
-        problems.append(
-            f"w1: expected last dim model_dim={model_dim} (x.shape[1]), got shape {list(w1.shape)}"
-        )
-    if two_inter % 2:
-        problems.append(f"w1: dim 1 holds gate and up rows, so it must be even, got {two_inter}")
-    if not 1 <= tokens < MAX_TOKENS:
-        problems.append(
-            f"x: tokens={tokens} must be in [1, {MAX_TOKENS}) (24-bit token field of sorted_token_ids)"
-        )
-    tile_n, tile_k, k_batch = variant["tile_n"], variant["tile_k"], variant["k_batch"]
-    if inter % tile_n:
-        problems.append(f"w1: inter={inter} must be a multiple of tile_n={tile_n}")
-    if model_dim % (tile_k * k_batch):
-        problems.append(
-            f"x: model_dim={model_dim} must be a multiple of tile_k * k_batch = {tile_k} * {k_batch} "
-            f"(each of the {k_batch} K slices is a whole number of tile_k steps)"
-        )
-    _check_routing(
-        problems,
-        variant,
-        sorted_token_ids,
-        sorted_weights,
-        sorted_expert_ids,
-        num_valid_ids,
-        tokens=tokens,
-        topk=topk,
-        experts=experts,
-    )
-    dims = MoeDims(experts, model_dim, inter, tokens, topk, _blocks(sorted_expert_ids))
-    _check_limits(problems, variant, dims)
-    _raise(variant, problems)
-    return dims
+    routing_tensors = (sorted_token_ids, sorted_weights, sorted_expert_ids, num_valid_ids)
+    return _validate(1, variant, x, w1, routing_tensors, topk, act_dtypes, weight_dtypes)
 
 
 def validate_stage2(
@@ -343,68 +379,8 @@ def validate_stage2(
     weight_dtypes: Mapping[str, str],
 ) -> MoeDims:
     """Check stage-2 operands (a2 [tokens*topk, inter], w2 [E, model_dim, inter]); ValueError lists all problems."""
-    problems: list[str] = []
-    tensors = dict(
-        a2=a2,
-        w2=w2,
-        sorted_token_ids=sorted_token_ids,
-        sorted_weights=sorted_weights,
-        sorted_expert_ids=sorted_expert_ids,
-        num_valid_ids=num_valid_ids,
-    )
-    topk_ok = _check_common(problems, variant, tensors, topk)
-    a_ok = _check_tensor(
-        problems,
-        "a2",
-        a2,
-        ndim=2,
-        dtypes=tuple(sorted(set(act_dtypes.values()))),
-        expected="[tokens * topk, inter]",
-    )
-    w_ok = _check_tensor(
-        problems,
-        "w2",
-        w2,
-        ndim=3,
-        dtypes=tuple(sorted(set(weight_dtypes.values()))),
-        expected="[experts, model_dim, inter]",
-    )
-    if not (a_ok and w_ok and topk_ok):
-        _raise(variant, problems)
-    rows, inter = a2.shape
-    experts, model_dim, w_inter = w2.shape
-    tokens = rows // topk
-    if rows % topk:
-        problems.append(f"a2: expected tokens * topk rows (topk={topk}), got {rows}")
-    if w_inter != inter:
-        problems.append(
-            f"w2: expected last dim inter={inter} (a2.shape[1]), got shape {list(w2.shape)}"
-        )
-    if not 1 <= tokens < MAX_TOKENS:
-        problems.append(
-            f"a2: tokens={tokens} must be in [1, {MAX_TOKENS}) (24-bit token field of sorted_token_ids)"
-        )
-    if model_dim % variant["tile_n"]:
-        problems.append(
-            f"w2: model_dim={model_dim} must be a multiple of tile_n={variant['tile_n']}"
-        )
-    if inter % variant["tile_k"]:
-        problems.append(f"a2: inter={inter} must be a multiple of tile_k={variant['tile_k']}")
-    _check_routing(
-        problems,
-        variant,
-        sorted_token_ids,
-        sorted_weights,
-        sorted_expert_ids,
-        num_valid_ids,
-        tokens=tokens,
-        topk=topk,
-        experts=experts,
-    )
-    dims = MoeDims(experts, model_dim, inter, tokens, topk, _blocks(sorted_expert_ids))
-    _check_limits(problems, variant, dims)
-    _raise(variant, problems)
-    return dims
+    routing_tensors = (sorted_token_ids, sorted_weights, sorted_expert_ids, num_valid_ids)
+    return _validate(2, variant, a2, w2, routing_tensors, topk, act_dtypes, weight_dtypes)
 
 
 def _blocks(sorted_expert_ids: torch.Tensor) -> int:
@@ -437,7 +413,6 @@ __all__ = [
     "LaunchPlan",
     "MoeDims",
     "TorchStep",
-    "check_tiles",
     "reduce_split_k",
     "run_plan",
     "unsafe_skip_address_guards",
