@@ -12,8 +12,9 @@ import sys
 from pathlib import Path
 
 import pytest
+import torch
 
-from moegen import execute
+from moegen import execute, launch
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_POINT_S = 60.0
@@ -51,3 +52,31 @@ def test_seed_point(cases, variant, inter):
         assert not point.correct, f"whole_tensor at inter={inter} should corrupt: {point}"
     else:
         assert point.fault is None and point.correct, point
+
+
+def test_whole_tensor_past_the_line_reads_the_wrapped_bytes():
+    """Why whole_tensor is wrong at inter=1408 (W1 4.12 GiB): each lane's byte offset
+    ((e * 2 * inter + n) * model_dim + k) * 2 is taken mod 2**32 by the buffer unit, so expert e
+    reads the bf16 elements at (e * slab + i) mod 2**31 of W1 instead of its own slab. With those
+    (lower-addressed) bytes filled with other data, the kernel's output must equal a reference
+    computed from exactly those wrapped elements, and differ from the true one."""
+    from moegen import reference
+
+    inter = 1408
+    module = execute.load_module(seed_table.GENERATED / "moe_s1_bf16_whole_tensor_k1.py")
+    problem = execute.make_problem(module, inter=inter, arch=seed_table.ARCH, **seed_table.SEED)
+    flat = problem.weight.view(-1)
+    slab = 2 * inter * 6144
+    routed = problem.routed_experts
+    wrapped = {e: (e * slab + torch.arange(slab, dtype=torch.int64)) % 2**31 for e in routed}
+    gen = torch.Generator().manual_seed(7)
+    for e in routed:  # fill the aliased elements that are not a routed expert's own slab
+        alias = wrapped[e][wrapped[e] < min(routed) * slab]
+        flat[alias] = (torch.randn(alias.numel(), generator=gen) * 0.05).to(flat.dtype)
+    with launch.unsafe_skip_address_guards():
+        out = execute.emulate(problem.plan(), arch=seed_table.ARCH).result
+    slabs = torch.stack([flat[wrapped[e]].view(2 * inter, 6144) for e in routed])
+    compact = torch.searchsorted(torch.tensor(routed), problem.topk_ids.long())
+    explained = reference.stage1(problem.act, slabs, compact)
+    assert reference.cos_dist(out.float(), explained) < 1e-4
+    assert reference.cos_dist(out.float(), problem.reference) > 0.01
