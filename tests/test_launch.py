@@ -1,11 +1,8 @@
 """moegen.launch: operand validation (meta tensors: nothing is allocated), plans, tile checks."""
 
-from types import SimpleNamespace
-
 import pytest
 import torch
 
-from moegen.kernel_limits import check_tiles
 from moegen import launch, routing
 
 ACT = {"gfx942": "bfloat16", "gfx950": "bfloat16"}
@@ -192,43 +189,3 @@ def test_reduce_split_k():
         * topk_weights.reshape(-1, 1)
     )
     torch.testing.assert_close(out, want.view(tokens, topk, inter))
-
-
-def mfma(k):
-    return SimpleNamespace(op=f"mfma_f32_16x16x{k}", k=k, width=k // 4)
-
-
-def tiles(**over):
-    v = dict(
-        addressing="per_expert",
-        stage=1,
-        k_batch=1,
-        tile_m=16,
-        tile_n=64,
-        tile_k=64,
-        out_dtype="float32",
-        archs=("gfx942", "gfx950"),
-        dtype=SimpleNamespace(weight_bits=16, mfma={"gfx942": mfma(16), "gfx950": mfma(32)}),
-    )
-    v.update(over)
-    return SimpleNamespace(**v)
-
-
-def test_check_tiles():
-    assert check_tiles(tiles()) == []
-    assert check_tiles(tiles(tile_m=24)) == [
-        "tile_m=24 must be a positive multiple of 16 (MFMA rows)"
-    ]
-    assert check_tiles(tiles(tile_n=96)) == [
-        "tile_n=96 must be a positive multiple of 64 (4 waves x 16 MFMA columns)"
-    ]
-    assert check_tiles(tiles(tile_k=16)) == [
-        "tile_k=16 must be a positive multiple of the gfx950 MFMA's k=32"
-    ]
-    assert check_tiles(tiles(stage=2, k_batch=2)) == [
-        "split-K (k_batch >= 2) exists for stage 1 only"
-    ]
-    assert "needs packed 16-bit atomics" in check_tiles(tiles(stage=2, out_dtype="bfloat16"))[0]
-    assert check_tiles(tiles(addressing="flat")) == [
-        "addressing 'flat' is not one of ['whole_tensor', 'per_expert']"
-    ]

@@ -62,11 +62,5 @@ def lookup(name: str, intrin: str | None = None) -> Factory | None:
     return next((f for p, f in PREFIX_HANDLERS.items() if name.startswith(p)), None)
 
 
-from . import (
-    aggregate,
-    floating,
-    integer,
-    memory_ops,
-    mfma,
-    rocdl_ops,
-)  # noqa: E402,F401  (registration)
+# Importing the op families registers their handlers in the tables above.
+from . import aggregate, floating, integer, memory_ops, mfma, rocdl_ops  # noqa: E402,F401

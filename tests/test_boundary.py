@@ -1,0 +1,36 @@
+"""The boundary harness: which workgroups and outputs a production-size case checks."""
+
+from __future__ import annotations
+
+import pytest
+
+from moegen import boundary
+from moegen.address_model import TOKEN_COUNTS
+
+VARIANT = {"tile_m": 16, "tile_n": 64, "k_batch": 2}
+
+
+def test_cases_rows_become_boundary_cases():
+    (c,) = boundary.cases([("above", 1408, 128, 4, "prefill")], addressable=False)
+    assert (c.label, c.inter, c.experts, c.topk, c.tokens) == ("above", 1408, 128, 4, 2048)
+    assert c.id == "inter=1408-prefill" and not c.addressable
+    (own,) = boundary.cases([("own_below", 174720, 2, 2, "decode")], addressable=True)
+    assert own.id == "inter=174720-E=2-decode" and own.tokens == TOKEN_COUNTS["decode"]
+
+
+@pytest.mark.parametrize("tokens_label", ["decode", "prefill"])
+def test_checked_workgroups_sit_at_the_largest_offsets(tokens_label):
+    (case,) = boundary.cases([("production", 3072, 128, 4, tokens_label)], addressable=True)
+    _, _, sorted_routing = boundary._routing(case, VARIANT["tile_m"], seed=0)
+    cov = boundary._covered(VARIANT, case, sorted_routing, n_total=3072)
+    expert_ids = sorted_routing[2].tolist()
+    # the first and last M-block of the highest expert, and the lowest routed expert's first
+    assert {expert_ids[b] for b in cov.m_blocks} == {124, 127}
+    assert max(cov.m_blocks) == max(b for b, e in enumerate(expert_ids) if e == 127)
+    assert cov.n_blocks == (0, 3072 // 64 - 1)
+    assert len(cov.only_wgs) == len(cov.m_blocks) * 2 * VARIANT["k_batch"]
+    assert {z for _, _, z in cov.only_wgs} == {0, 1}
+    # every checked row is a real (token, slot) of those blocks, with its routing weight
+    assert cov.rows and all(0 <= t < case.tokens and 0 <= s < 4 for t, s, _, _ in cov.rows)
+    assert all(e in (124, 127) and 0 < w < 1 for _, _, e, w in cov.rows)
+    assert cov.cols.tolist() == list(range(64)) + list(range(3008, 3072))
