@@ -91,7 +91,22 @@ def _covered(v: dict, case: BoundaryCase, sorted_routing, n_total: int) -> Cover
 def _fill(t: torch.Tensor, index: tuple, gen: torch.Generator, scale: float) -> None:
     """t[index] = randn * scale, touching only those elements (index may be advanced)."""
     shape = torch.empty(t.shape, device="meta")[index].shape
-    t[index] = (torch.randn(shape, generator=gen) * scale).to(t.dtype)
+    t[index] = (torch.randn(shape, generator=gen) * scale).to(t.device, t.dtype)
+
+
+def _all_rows(sorted_routing, tokens: set[int]) -> list[tuple[int, int, int, float]]:
+    """Every routed (token, slot, expert, weight) row of the given tokens, in any block."""
+    ids, weights, expert_ids, num_valid = sorted_routing
+    tile_m = ids.numel() // expert_ids.numel()
+    out = []
+    for r in range(int(num_valid[0])):
+        packed = int(ids[r])
+        token = packed & TOKEN_MASK
+        if token in tokens:
+            out.append(
+                (token, packed >> TOKEN_BITS, int(expert_ids[r // tile_m]), float(weights[r]))
+            )
+    return out
 
 
 def run_case(
@@ -103,44 +118,50 @@ def run_case(
     arch: str,
     seed: int = 0,
 ) -> float:
-    """Run an addressable case on `executor`; returns cos_dist of the checked outputs."""
+    """Run an addressable case on `executor`; returns cos_dist of the checked outputs.
+
+    The emulator runs only the checked workgroups; a GPU runs the whole grid, so for stage 2
+    (whose output rows sum every slot of a token) the reference then sums all of a checked
+    token's slots, and the inputs every slot reads are filled."""
     v = module.VARIANT
     act, wdt = _dtypes(module, arch)
+    device = "cuda" if executor == "rocm" else "cpu"
     gen = torch.Generator().manual_seed(seed)
     topk_ids, topk_w, sorted_routing = _routing(case, v["tile_m"], seed)
     E, D, inter, T, K = case.experts, model_dim, case.inter, case.tokens, case.topk
+    routed = sorted(topk_ids.unique().tolist())
+    cov = _covered(v, case, sorted_routing, inter if v["stage"] == 1 else D)
+    checked_tokens = {t for t, _, _, _ in cov.rows}
+    rows = cov.rows if executor == "emulator" else _all_rows(sorted_routing, checked_tokens)
+    on_device = tuple(t.to(device) for t in sorted_routing)
     if v["stage"] == 1:
-        cov = _covered(v, case, sorted_routing, inter)
-        w = torch.empty(E, 2 * inter, D, dtype=wdt)  # virtual until filled
-        x = torch.empty(T, D, dtype=act)
-        tokens = sorted({0} | {t for t, _, _, _ in cov.rows})
-        _fill(x, (torch.tensor(tokens),), gen, X_SCALE)
-        for e in sorted({e for _, _, e, _ in cov.rows}):
+        w = torch.empty(E, 2 * inter, D, dtype=wdt, device=device)  # virtual until filled
+        x = torch.empty(T, D, dtype=act, device=device)
+        _fill(x, (torch.tensor(sorted({0} | checked_tokens)),), gen, X_SCALE)
+        for e in routed:
             _fill(w, (e, cov.cols), gen, W_SCALE)
             _fill(w, (e, cov.cols + inter), gen, W_SCALE)
-        plan = module.prepare(x, w, *sorted_routing, topk=K)
-        out = execute.run(plan, executor, arch=arch, only_wgs=cov.only_wgs)
+        plan = module.prepare(x, w, *on_device, topk=K)
+        out = execute.run(plan, executor, arch=arch, only_wgs=cov.only_wgs).cpu()
         got = torch.stack([out[t, s, cov.cols].float() for t, s, _, _ in cov.rows])
         ref = []
         for t, s, e, rw in cov.rows:
-            xf = x[t].float()
-            gate = w[e, cov.cols].float() @ xf
-            up = w[e, cov.cols + inter].float() @ xf
+            xf = x[t].float().cpu()
+            gate = w[e, cov.cols].float().cpu() @ xf
+            up = w[e, cov.cols + inter].float().cpu() @ xf
             h = torch.nn.functional.silu(gate) * up
             ref.append(h * rw if v["doweight"] else h)
         return cos_dist(got, torch.stack(ref))
-    cov = _covered(v, case, sorted_routing, D)
-    w = torch.empty(E, D, inter, dtype=wdt)
-    a2 = torch.empty(T * K, inter, dtype=act)
-    rows = sorted({0} | {t * K + s for t, s, _, _ in cov.rows})
-    _fill(a2, (torch.tensor(rows),), gen, X_SCALE)
-    for e in sorted({e for _, _, e, _ in cov.rows}):
+    w = torch.empty(E, D, inter, dtype=wdt, device=device)
+    a2 = torch.empty(T * K, inter, dtype=act, device=device)
+    _fill(a2, (torch.tensor(sorted({0} | {t * K + s for t, s, _, _ in rows})),), gen, X_SCALE)
+    for e in routed:
         _fill(w, (e, cov.cols), gen, W_SCALE)
-    plan = module.prepare(a2, w, *sorted_routing, topk=K)
-    out = execute.run(plan, executor, arch=arch, only_wgs=cov.only_wgs)
+    plan = module.prepare(a2, w, *on_device, topk=K)
+    out = execute.run(plan, executor, arch=arch, only_wgs=cov.only_wgs).cpu()
     ref: dict[int, torch.Tensor] = {}
-    for t, s, e, rw in cov.rows:
-        contrib = (w[e, cov.cols].float() @ a2[t * K + s].float()) * rw
+    for t, s, e, rw in rows:
+        contrib = (w[e, cov.cols].float().cpu() @ a2[t * K + s].float().cpu()) * rw
         ref[t] = ref.get(t, 0) + contrib
     toks = sorted(ref)
     got = torch.stack([out[t, cov.cols].float() for t in toks])

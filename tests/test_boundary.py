@@ -34,3 +34,15 @@ def test_checked_workgroups_sit_at_the_largest_offsets(tokens_label):
     assert cov.rows and all(0 <= t < case.tokens and 0 <= s < 4 for t, s, _, _ in cov.rows)
     assert all(e in (124, 127) and 0 < w < 1 for _, _, e, w in cov.rows)
     assert cov.cols.tolist() == list(range(64)) + list(range(3008, 3072))
+
+
+def test_a_gpu_run_checks_every_slot_of_the_checked_tokens():
+    """A GPU runs the whole grid: a stage-2 output row sums all topk slots of its token."""
+    (case,) = boundary.cases([("production", 3072, 128, 4, "prefill")], addressable=True)
+    _, _, sorted_routing = boundary._routing(case, VARIANT["tile_m"], seed=0)
+    cov = boundary._covered(VARIANT, case, sorted_routing, n_total=6144)
+    tokens = {t for t, _, _, _ in cov.rows}
+    rows = boundary._all_rows(sorted_routing, tokens)
+    assert len(rows) == 4 * len(tokens) > len(cov.rows)
+    assert {(t, s) for t, s, _, _ in rows} == {(t, s) for t in tokens for s in range(4)}
+    assert set(cov.rows) <= set(rows)
