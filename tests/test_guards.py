@@ -1,0 +1,93 @@
+"""Every generated launcher refuses, before launching, each shape its 32-bit offsets cannot reach.
+
+Meta tensors carry the shapes (nothing is allocated, so a 9 GiB weight or a 16 GiB output costs
+nothing); the expected refusals are worked out by hand per scenario.
+"""
+
+from __future__ import annotations
+
+import importlib
+
+import pytest
+import torch
+
+from moegen import routing
+from moegen.expand import enumerate_variants
+
+VARIANTS = enumerate_variants("variants.yaml")
+
+
+def meta(*shape, dtype=torch.bfloat16):
+    return torch.empty(*shape, dtype=dtype, device="meta")
+
+
+def operands(v, *, experts, model_dim, inter, tokens, topk):
+    act = getattr(torch, v.dtype.act_torch["gfx942"])
+    wdt = getattr(torch, v.dtype.weight_torch["gfx942"])
+    blocks = routing.num_m_blocks(tokens, topk, experts, v.tile_m)
+    sorted_routing = (
+        meta(blocks * v.tile_m, dtype=torch.int32),
+        meta(blocks * v.tile_m, dtype=torch.float32),
+        meta(blocks, dtype=torch.int32),
+        meta(1, dtype=torch.int32),
+    )
+    if v.stage == 1:
+        return (
+            meta(tokens, model_dim, dtype=act),
+            meta(experts, 2 * inter, model_dim, dtype=wdt),
+            sorted_routing,
+        )
+    return (
+        meta(tokens * topk, inter, dtype=act),
+        meta(experts, model_dim, inter, dtype=wdt),
+        sorted_routing,
+    )
+
+
+def refused(v, **shape) -> str | None:
+    module = importlib.import_module(v.module_import)
+    act, w, sorted_routing = operands(v, **shape)
+    try:
+        module.prepare(act, w, *sorted_routing, topk=shape["topk"])
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=lambda v: v.name)
+def test_production_weight(v):
+    """MiniMax-M3: W1 is 9 GiB, W2 4.5 GiB. Only one buffer over all experts cannot reach them."""
+    msg = refused(v, experts=128, model_dim=6144, inter=3072, tokens=16, topk=4)
+    if v.addressing == "per_expert":
+        assert msg is None
+    else:
+        weight = "w1 [128, 6144, 6144]" if v.stage == 1 else "w2 [128, 6144, 3072]"
+        assert f"{weight} spans" in msg and "2**32" in msg
+        assert v.name.replace("_whole_tensor", "_per_expert") in msg
+
+
+@pytest.mark.parametrize(
+    "v", [v for v in VARIANTS if v.addressing == "per_expert"], ids=lambda v: v.name
+)
+def test_one_expert_slab_past_4_gib(v):
+    """One slab of 2 * 174784 * 6144 bf16 (stage 1) or 6144 * 349568 (stage 2) is >= 2**32 bytes."""
+    inter = 174784 if v.stage == 1 else 349568
+    msg = refused(v, experts=2, model_dim=6144, inter=inter, tokens=16, topk=2)
+    assert "through one expert's slab buffer resource" in msg
+    assert "One expert's slab alone is too large" in msg
+
+
+@pytest.mark.parametrize("v", VARIANTS, ids=lambda v: v.name)
+def test_activations_and_outputs_past_4_gib(v):
+    """2**19 tokens x topk 8: the activations, outputs and split-K partials pass 2**32 bytes."""
+    msg = refused(v, experts=8, model_dim=8192, inter=512, tokens=2**19, topk=8)
+    if v.stage == 1:
+        expected = ["x [524288, 8192] spans", "out [524288, 8, 512] spans"]  # 8 GiB, 4 GiB
+        if v.k_batch > 1:
+            expected.append("gate_up_partials (split-K, float32) [4194304, 1024] spans")  # 16 GiB
+    else:
+        expected = ["a2 [4194304, 512] spans", "out [524288, 8192] spans"]  # 4 GiB, 16 GiB f32
+    for piece in expected:
+        assert piece in msg
+    assert "Split the batch into chunks of at most" in msg
+    assert msg.count(" spans ") == len(expected)
