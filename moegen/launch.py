@@ -301,17 +301,24 @@ _STAGES = {
 }
 
 
-def _validate(
-    stage: int,
+def validate(
     variant: Mapping[str, Any],
     act: torch.Tensor,
     w: torch.Tensor,
-    routing_tensors: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor],
+    sorted_token_ids: torch.Tensor,
+    sorted_weights: torch.Tensor,
+    sorted_expert_ids: torch.Tensor,
+    num_valid_ids: torch.Tensor,
+    *,
     topk: int,
     act_dtypes: Mapping[str, str],
     weight_dtypes: Mapping[str, str],
 ) -> MoeDims:
-    act_name, act_layout, w_name, w_layout, dims_of = _STAGES[stage]
+    """Check a generated module's operands for its stage (variant["stage"]); ValueError lists
+    every problem. Stage 1: x [tokens, model_dim], w1 [E, 2*inter, model_dim]; stage 2:
+    a2 [tokens*topk, inter], w2 [E, model_dim, inter]."""
+    routing_tensors = (sorted_token_ids, sorted_weights, sorted_expert_ids, num_valid_ids)
+    act_name, act_layout, w_name, w_layout, dims_of = _STAGES[variant["stage"]]
     problems: list[str] = []
     names = ("sorted_token_ids", "sorted_weights", "sorted_expert_ids", "num_valid_ids")
     tensors = {act_name: act, w_name: w, **dict(zip(names, routing_tensors))}
@@ -347,42 +354,6 @@ def _validate(
     return dims
 
 
-def validate_stage1(
-    variant: Mapping[str, Any],
-    x: torch.Tensor,
-    w1: torch.Tensor,
-    sorted_token_ids: torch.Tensor,
-    sorted_weights: torch.Tensor,
-    sorted_expert_ids: torch.Tensor,
-    num_valid_ids: torch.Tensor,
-    *,
-    topk: int,
-    act_dtypes: Mapping[str, str],
-    weight_dtypes: Mapping[str, str],
-) -> MoeDims:
-    """Check stage-1 operands (x [tokens, model_dim], w1 [E, 2*inter, model_dim]); ValueError lists all problems."""
-    routing_tensors = (sorted_token_ids, sorted_weights, sorted_expert_ids, num_valid_ids)
-    return _validate(1, variant, x, w1, routing_tensors, topk, act_dtypes, weight_dtypes)
-
-
-def validate_stage2(
-    variant: Mapping[str, Any],
-    a2: torch.Tensor,
-    w2: torch.Tensor,
-    sorted_token_ids: torch.Tensor,
-    sorted_weights: torch.Tensor,
-    sorted_expert_ids: torch.Tensor,
-    num_valid_ids: torch.Tensor,
-    *,
-    topk: int,
-    act_dtypes: Mapping[str, str],
-    weight_dtypes: Mapping[str, str],
-) -> MoeDims:
-    """Check stage-2 operands (a2 [tokens*topk, inter], w2 [E, model_dim, inter]); ValueError lists all problems."""
-    routing_tensors = (sorted_token_ids, sorted_weights, sorted_expert_ids, num_valid_ids)
-    return _validate(2, variant, a2, w2, routing_tensors, topk, act_dtypes, weight_dtypes)
-
-
 def _blocks(sorted_expert_ids: torch.Tensor) -> int:
     return sorted_expert_ids.numel() if isinstance(sorted_expert_ids, torch.Tensor) else 0
 
@@ -416,6 +387,5 @@ __all__ = [
     "reduce_split_k",
     "run_plan",
     "unsafe_skip_address_guards",
-    "validate_stage1",
-    "validate_stage2",
+    "validate",
 ]

@@ -51,13 +51,13 @@ def stage1(v, x, w1, routing_t=None, topk=2):
     r = routing_t or routing_tensors(
         tokens, topk if isinstance(topk, int) and topk > 0 else 1, experts, v["tile_m"]
     )
-    return launch.validate_stage1(v, x, w1, *r, topk=topk, act_dtypes=ACT, weight_dtypes=ACT)
+    return launch.validate(v, x, w1, *r, topk=topk, act_dtypes=ACT, weight_dtypes=ACT)
 
 
 def stage2(v, a2, w2, topk=2):
     tokens = a2.shape[0] // topk
     r = routing_tensors(tokens, topk, w2.shape[0], v["tile_m"])
-    return launch.validate_stage2(v, a2, w2, *r, topk=topk, act_dtypes=ACT, weight_dtypes=ACT)
+    return launch.validate(v, a2, w2, *r, topk=topk, act_dtypes=ACT, weight_dtypes=ACT)
 
 
 def test_valid_stage1_gives_dims():

@@ -240,7 +240,7 @@ def prepare(
     the routing tensors come from moegen.routing.moe_sorting with block size TILE_M.
     Raises ValueError naming every problem (incl. 32-bit offset limits) before any launch.
     """
-    dims = launch.validate_stage1(
+    dims = launch.validate(
         VARIANT,
         x,
         w1,

@@ -228,7 +228,7 @@ def prepare(
     moegen.routing.moe_sorting with block size TILE_M.
     Raises ValueError naming every problem (incl. 32-bit offset limits) before any launch.
     """
-    dims = launch.validate_stage2(
+    dims = launch.validate(
         VARIANT,
         a2,
         w2,
