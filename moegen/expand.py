@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import fnmatch
 import itertools
+from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -101,19 +102,24 @@ class _Expander:
     def check_value(self, key: str, value: Any, loc: Location) -> bool:
         spec, errs = self.spec, self.errors
         if key == "dtype":
-            if value in spec.broken_dtypes:
+            if isinstance(value, Hashable) and value in spec.broken_dtypes:
                 return False  # its own errors were reported where it is declared
-            declared = tuple(sorted(set(spec.dtypes) | spec.broken_dtypes))
-            if isinstance(value, str) and value not in declared:
+            # A broken name may be a non-string key such as 16: shown as text, never suggested.
+            names = set(spec.dtypes) | spec.broken_dtypes
+            declared = sorted(map(str, names))
+            words = [n for n in names if isinstance(n, str)]
+            if isinstance(value, str) and value not in spec.dtypes:
                 self.error(
                     loc,
                     f"dtype {value!r} is not declared under `dtypes:` "
                     f"(declared: {', '.join(declared) or 'none'})",
-                    f"{_suggest(value, declared)}declare it under `dtypes:` with its bits, packing, "
-                    "torch dtype and MFMA per arch, or use a declared dtype",
+                    f"{_suggest(value, sorted(words))}declare it under `dtypes:` with its bits, "
+                    "packing, torch dtype and MFMA per arch, or use a declared dtype",
                 )
                 return False
-            return expect_choice(value, declared or ("<none declared>",), loc, "dtype", errs)
+            return expect_choice(
+                value, tuple(spec.dtypes) or ("<none declared>",), loc, "dtype", errs
+            )
         if key == "addressing":
             return expect_choice(value, ADDRESSING_MODES, loc, "addressing", errs)
         if key == "stage":
@@ -341,16 +347,12 @@ class _Expander:
             rloc = excludes.item_loc[j]
             if not expect_map(rule, rloc, "an exclude rule", self.errors):
                 continue
+            check_keys(rule, AXES, "an exclude rule", self.errors)
             for key in rule:
-                if key in AXES:
-                    self.check_value(key, rule[key], rule.at(key))
                 if key not in AXES:
-                    self.error(
-                        rule.key_loc[key],
-                        f"exclude rule key {key!r} is not an axis",
-                        f"use one of: {', '.join(AXES)}",
-                    )
-                elif key not in axes and key not in block:
+                    continue  # reported by check_keys
+                self.check_value(key, rule[key], rule.at(key))
+                if key not in axes and key not in block:
                     self.error(
                         rule.key_loc[key],
                         f"exclude rule names {key!r}, which this block does not set",

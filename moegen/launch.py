@@ -173,7 +173,8 @@ def _check_routing(
         return
     if num_valid_ids.numel() < 1:
         problems.append(
-            "num_valid_ids: expected at least 1 element (the number of padded sorted rows)"
+            "num_valid_ids: expected at least 1 element (the number of padded sorted rows), "
+            "got 0; pass the num_valid_ids that moegen.routing.moe_sorting returns"
         )
     if sorted_weights.numel() != sorted_token_ids.numel():
         problems.append(
@@ -189,7 +190,8 @@ def _check_routing(
     if sorted_token_ids.numel() < sorted_expert_ids.numel() * tile_m:
         problems.append(
             f"sorted_token_ids: expected >= {sorted_expert_ids.numel() * tile_m} entries "
-            f"({sorted_expert_ids.numel()} M-blocks x tile_m={tile_m}), got {sorted_token_ids.numel()}"
+            f"({sorted_expert_ids.numel()} M-blocks x tile_m={tile_m}), "
+            f"got {sorted_token_ids.numel()}; use moegen.routing.moe_sorting"
         )
 
 
@@ -202,8 +204,10 @@ def _check_common(
     """topk and device checks shared by both stages; False if topk is unusable."""
     devices = {name: t.device for name, t in tensors.items() if isinstance(t, torch.Tensor)}
     if len(set(devices.values())) > 1:
+        listed = ", ".join(f"{n}: {d}" for n, d in devices.items())
         problems.append(
-            f"all operands must be on one device, got {', '.join(f'{n}: {d}' for n, d in devices.items())}"
+            f"all operands must be on one device, got {listed}; "
+            "move them to one device with .to(device)"
         )
     if not isinstance(topk, int) or isinstance(topk, bool) or not 1 <= topk < MAX_TOPK:
         problems.append(f"topk: expected an int in [1, {MAX_TOPK}), got {topk!r}")
@@ -261,7 +265,10 @@ def _stage1_dims(
             f"w1: expected last dim model_dim={model_dim} (x.shape[1]), got shape {list(w1.shape)}"
         )
     if two_inter % 2:
-        problems.append(f"w1: dim 1 holds gate and up rows, so it must be even, got {two_inter}")
+        problems.append(
+            f"w1: dim 1 holds gate and up rows, so it must be even, got {two_inter}; "
+            "w1 is [experts, 2 * inter, model_dim], gate rows then up rows"
+        )
     tile_n, tile_k, k_batch = variant["tile_n"], variant["tile_k"], variant["k_batch"]
     if inter % tile_n:
         problems.append(f"w1: inter={inter} must be a multiple of tile_n={tile_n}")
@@ -283,7 +290,8 @@ def _stage2_dims(
         problems.append(f"a2: expected tokens * topk rows (topk={topk}), got {rows}")
     if w_inter != inter:
         problems.append(
-            f"w2: expected last dim inter={inter} (a2.shape[1]), got shape {list(w2.shape)}"
+            f"w2: expected last dim inter={inter} (a2.shape[1]), got shape {list(w2.shape)}; "
+            "w2 is [experts, model_dim, inter]"
         )
     if model_dim % variant["tile_n"]:
         problems.append(
@@ -343,9 +351,10 @@ def validate(
         _raise(variant, problems)
     experts, model_dim, inter, tokens = dims_of(problems, variant, act, w, topk)
     if not 1 <= tokens < MAX_TOKENS:
+        fix = "pass at least one token" if tokens < 1 else "split the batch into smaller chunks"
         problems.append(
             f"{act_name}: tokens={tokens} must be in [1, {MAX_TOKENS}) "
-            "(24-bit token field of sorted_token_ids)"
+            f"(24-bit token field of sorted_token_ids); {fix}"
         )
     _check_routing(problems, variant, *routing_tensors, tokens=tokens, topk=topk, experts=experts)
     dims = MoeDims(experts, model_dim, inter, tokens, topk, _blocks(routing_tensors[2]))

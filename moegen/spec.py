@@ -9,9 +9,10 @@ The spec has five top-level sections:
     matrix:   blocks whose list-valued axes expand to a cartesian product (with `exclude:`)
     variants: explicit single entries
 
-Loading checks structure (known keys, types, ranges); `moegen.expand` turns the matrix and the
-explicit entries into Variants and checks the combinations. Every problem is collected with its
-file:line:col and a fix, so one run reports all of them.
+Loading checks structure (known keys in every mapping at every level, names that are strings,
+types, ranges); `moegen.expand` turns the matrix and the explicit entries into Variants and
+checks the combinations (and the keys of `tile:` and `exclude:` rules). Every problem is
+collected with its file:line:col and a fix, so one run reports all of them.
 """
 
 from __future__ import annotations
@@ -250,6 +251,31 @@ def _suggest(word: str, allowed) -> str:
     return f"did you mean {close[0]!r}? " if close else ""
 
 
+def _not_a_string(value: Any) -> str:
+    """' (YAML reads it as an integer, not a string)' for a non-string key; '' for a string.
+
+    Unquoted 16, true, null or 1.5 are not words to YAML, so a key written that way never
+    matches a name even when it looks like one.
+    """
+    if isinstance(value, str):
+        return ""
+    if value is None:
+        kind = "null"
+    elif isinstance(value, (bool, int)):
+        kind = type_name(value)
+    else:  # float, date, timestamp
+        kind = f"a {type(value).__name__}"
+    return f" (YAML reads it as {kind}, not a string)"
+
+
+def _quote_hint(value: Any) -> str:
+    """How to write a non-string key as a name: quoted, starting with a letter (e.g. 'x16')."""
+    word = re.sub(r"[^a-z0-9_]", "_", "null" if value is None else str(value).lower())
+    if not word[:1].isalpha():
+        word = f"x{word}"
+    return f"quote it, e.g. '{word}': names are strings of lowercase letters, digits and '_'"
+
+
 def check_keys(
     m: LMap,
     allowed: tuple[str, ...],
@@ -257,13 +283,17 @@ def check_keys(
     errors: list[SpecError],
     required: tuple[str, ...] = (),
 ) -> None:
+    """Report each key of `m` outside `allowed` (did-you-mean included) and each missing one of
+    `required`, each at its own position."""
     for key in m:
         if key not in allowed:
             errors.append(
                 SpecError(
                     m.key_loc[key],
-                    f"unknown key {key!r} in {what}; allowed keys: {', '.join(allowed)}",
-                    f"{_suggest(key, allowed)}remove or rename the key",
+                    f"unknown key {key!r}{_not_a_string(key)} in {what}; "
+                    f"allowed keys: {', '.join(allowed)}",
+                    f"{_suggest(key, allowed)}remove or rename the key"
+                    + ("" if isinstance(key, str) else " (keys are strings: quote it)"),
                 )
             )
     for key in required:
@@ -377,6 +407,15 @@ def check_name(value: Any, loc: Location, what: str, errors: list[SpecError]) ->
     """A name that becomes part of a Python identifier and a file name."""
     if isinstance(value, str) and NAME_RE.match(value) and not keyword.iskeyword(value):
         return True
+    if not isinstance(value, str):
+        errors.append(
+            SpecError(
+                loc,
+                f"{what} name {value!r}{_not_a_string(value)}: a name must be a string",
+                _quote_hint(value),
+            )
+        )
+        return False
     errors.append(
         SpecError(
             loc,
@@ -420,44 +459,29 @@ def _load_archs(m: LMap, errors: list[SpecError]) -> dict[str, Arch]:
     return archs
 
 
-def _load_dtype(
-    name: str, body: LMap, archs: Mapping[str, Arch], errors: list[SpecError]
-) -> DType | None:
-    n0 = len(errors)
-    what = f"dtype {name!r}"
-    check_keys(body, DTYPE_KEYS, what, errors, required=DTYPE_KEYS)
-    if len(errors) > n0:
-        return None
-    expect_str(body["activation"], body.at("activation"), f"{what}: activation", errors)
-    expect_str(body["weight"], body.at("weight"), f"{what}: weight", errors)
-    expect_choice(
-        body["activation_bits"],
-        (8, 16),
-        body.at("activation_bits"),
-        f"{what}: activation_bits",
-        errors,
-    )
-    expect_choice(
-        body["weight_bits"],
-        WEIGHT_BITS,
-        body.at("weight_bits"),
-        f"{what}: weight_bits",
-        errors,
-    )
-    if expect_int(body["packing"], body.at("packing"), f"{what}: packing", errors):
-        if body["weight_bits"] in WEIGHT_BITS and body["weight_bits"] * body["packing"] not in (
-            8,
-            16,
-            32,
-        ):
+def _check_dtype_storage(what: str, body: LMap, errors: list[SpecError]) -> None:
+    """The element types, bit widths, packing and scale kinds present in one dtype entry."""
+    for key in ("activation", "weight"):
+        if key in body:
+            expect_str(body[key], body.at(key), f"{what}: {key}", errors)
+    for key, choices in (("activation_bits", (8, 16)), ("weight_bits", WEIGHT_BITS)):
+        if key in body:
+            expect_choice(body[key], choices, body.at(key), f"{what}: {key}", errors)
+    if "packing" in body and expect_int(
+        body["packing"], body.at("packing"), f"{what}: packing", errors
+    ):
+        bits = body.get("weight_bits")
+        if bits in WEIGHT_BITS and bits * body["packing"] not in (8, 16, 32):
             errors.append(
                 SpecError(
                     body.at("packing"),
-                    f"{what}: {body['packing']} values of {body['weight_bits']} bits do not fill "
+                    f"{what}: {body['packing']} values of {bits} bits do not fill "
                     "a whole 8/16/32-bit storage element",
                     "int4 packs 2 per byte: weight_bits 4, packing 2",
                 )
             )
+    if "scales" not in body:
+        return
     scales = body["scales"]
     if isinstance(scales, LList):
         for i, s in enumerate(scales):
@@ -466,8 +490,61 @@ def _load_dtype(
         errors.append(
             SpecError(body.at("scales"), f"{what}: scales must be a list", "write [] for none")
         )
-    act_torch, weight_torch, mfma = {}, {}, {}
+
+
+def _load_torch_dtype(
+    what: str,
+    arch: str,
+    entry: LMap,
+    act_torch: dict[str, str],
+    weight_torch: dict[str, str],
+    errors: list[SpecError],
+) -> None:
+    """One `torch_dtype.<arch>` entry: the torch dtypes of activations and weights there."""
+    check_keys(
+        entry, TORCH_DTYPE_KEYS, f"{what}: torch_dtype.{arch}", errors, required=TORCH_DTYPE_KEYS
+    )
+    for key, dest in (("activation", act_torch), ("weight", weight_torch)):
+        if key in entry and expect_choice(
+            entry[key],
+            tuple(TORCH_DTYPES),
+            entry.at(key),
+            f"{what}: torch_dtype.{arch}.{key}",
+            errors,
+        ):
+            dest[arch] = entry[key]
+
+
+def _load_mfma(
+    what: str, arch: str, entry: LMap, mfma: dict[str, Mfma], errors: list[SpecError]
+) -> None:
+    """One `mfma.<arch>` entry: the MFMA op, its K depth and each lane's operand vector."""
+    where = f"{what}: mfma.{arch}"
+    check_keys(entry, MFMA_KEYS, where, errors, required=MFMA_KEYS)
+    ok = all(k in entry for k in MFMA_KEYS)
+    for key in MFMA_KEYS:
+        if key not in entry:
+            continue
+        check = expect_str if key in ("op", "operand") else expect_int
+        ok &= check(entry[key], entry.at(key), f"{where}.{key}", errors)
+    if ok:
+        mfma[arch] = Mfma(entry["op"], entry["k"], entry["operand"], entry["width"])
+
+
+def _load_dtype(
+    name: str, body: LMap, archs: Mapping[str, Arch], errors: list[SpecError]
+) -> DType | None:
+    """One `dtypes:` entry; every problem in it is reported (None if there is any)."""
+    n0 = len(errors)
+    what = f"dtype {name!r}"
+    check_keys(body, DTYPE_KEYS, what, errors, required=DTYPE_KEYS)
+    _check_dtype_storage(what, body, errors)
+    act_torch: dict[str, str] = {}
+    weight_torch: dict[str, str] = {}
+    mfma: dict[str, Mfma] = {}
     for section in ("torch_dtype", "mfma"):
+        if section not in body:
+            continue
         per_arch = body[section]
         if not expect_map(per_arch, body.at(section), f"{what}: {section}", errors):
             continue
@@ -476,49 +553,18 @@ def _load_dtype(
                 errors.append(
                     SpecError(
                         per_arch.key_loc[arch],
-                        f"{what}: {section} names unknown arch {arch!r}",
-                        f"{_suggest(arch, archs)}declare it under `archs:` or remove it",
+                        f"{what}: {section} names unknown arch {arch!r}{_not_a_string(arch)}",
+                        f"{_suggest(arch, archs)}declare it under `archs:` or remove it"
+                        + ("" if isinstance(arch, str) else f"; {_quote_hint(arch)}"),
                     )
                 )
                 continue
             if not expect_map(entry, per_arch.at(arch), f"{what}: {section}.{arch}", errors):
                 continue
             if section == "torch_dtype":
-                check_keys(
-                    entry,
-                    TORCH_DTYPE_KEYS,
-                    f"{what}: torch_dtype.{arch}",
-                    errors,
-                    required=TORCH_DTYPE_KEYS,
-                )
-                for key, dest in (("activation", act_torch), ("weight", weight_torch)):
-                    if key in entry and expect_choice(
-                        entry[key],
-                        tuple(TORCH_DTYPES),
-                        entry.at(key),
-                        f"{what}: torch_dtype.{arch}.{key}",
-                        errors,
-                    ):
-                        dest[arch] = entry[key]
+                _load_torch_dtype(what, arch, entry, act_torch, weight_torch, errors)
             else:
-                check_keys(entry, MFMA_KEYS, f"{what}: mfma.{arch}", errors, required=MFMA_KEYS)
-                if all(k in entry for k in MFMA_KEYS):
-                    ok = expect_str(entry["op"], entry.at("op"), f"{what}: mfma.{arch}.op", errors)
-                    ok &= expect_int(entry["k"], entry.at("k"), f"{what}: mfma.{arch}.k", errors)
-                    ok &= expect_str(
-                        entry["operand"],
-                        entry.at("operand"),
-                        f"{what}: mfma.{arch}.operand",
-                        errors,
-                    )
-                    ok &= expect_int(
-                        entry["width"],
-                        entry.at("width"),
-                        f"{what}: mfma.{arch}.width",
-                        errors,
-                    )
-                    if ok:
-                        mfma[arch] = Mfma(entry["op"], entry["k"], entry["operand"], entry["width"])
+                _load_mfma(what, arch, entry, mfma, errors)
     if len(errors) > n0:
         return None
     return DType(
@@ -528,7 +574,7 @@ def _load_dtype(
         weight=body["weight"],
         weight_bits=body["weight_bits"],
         packing=body["packing"],
-        scales=tuple(scales),
+        scales=tuple(body["scales"]),
         act_torch=MappingProxyType(dict(sorted(act_torch.items()))),
         weight_torch=MappingProxyType(dict(sorted(weight_torch.items()))),
         mfma=MappingProxyType(dict(sorted(mfma.items()))),

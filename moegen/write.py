@@ -3,8 +3,10 @@
 All texts are rendered before this module runs. `apply` then stages every changed file as a
 temporary file beside its target, and only when all are staged renames them into place, removes
 the orphans (files the previous MANIFEST lists that the render no longer produces) and writes
-the MANIFEST last. A failure while staging leaves the previous tree untouched. An exclusive
-lock on the output directory keeps two renders from interleaving.
+the MANIFEST last. A failure while staging leaves the previous tree untouched; a crash after
+it leaves the previous MANIFEST, which still lists every orphan, so the next render finishes
+the job (and `--check` reports the tree stale until then). No temporary file survives a
+failure. An exclusive lock on the output directory keeps two renders from interleaving.
 """
 
 from __future__ import annotations
@@ -110,20 +112,28 @@ def apply(out: Path, files: Mapping[str, str], full: bool = True) -> Report:
                 tmp = target.with_name(f".{target.name}.moegen-tmp")
                 tmp.write_text(changed[p], encoding="utf-8")
                 staged.append((tmp, target))
-        except BaseException:
+            _commit(out, staged, orphans)
+        finally:  # after a failure, no temporary stays behind (a renamed one is already gone)
             for tmp, _ in staged:
                 tmp.unlink(missing_ok=True)
-            raise
-        for tmp, target in staged:
-            if target.name != MANIFEST:
-                os.replace(tmp, target)
-        for p in orphans:
-            (out / p).unlink(missing_ok=True)
-            _prune_empty_dirs((out / p).parent, out)
-        for tmp, target in staged:
-            if target.name == MANIFEST:
-                os.replace(tmp, target)
     return Report(written=sorted(changed), unchanged=sorted(unchanged), removed=orphans)
+
+
+def _commit(out: Path, staged: list[tuple[Path, Path]], orphans: list[str]) -> None:
+    """Rename the staged files into place, remove the orphans, and only then the new MANIFEST.
+
+    The order is what makes a crash recoverable: until the last step the previous MANIFEST,
+    which still lists every orphan, is the one on disk, so the next render removes them.
+    """
+    for tmp, target in staged:
+        if target.name != MANIFEST:
+            os.replace(tmp, target)
+    for p in orphans:
+        (out / p).unlink(missing_ok=True)
+        _prune_empty_dirs((out / p).parent, out)
+    for tmp, target in staged:
+        if target.name == MANIFEST:
+            os.replace(tmp, target)
 
 
 def _prune_empty_dirs(d: Path, stop: Path) -> None:

@@ -144,6 +144,82 @@ def test_stage2_errors():
         stage2(variant(stage=2), meta(16, 96), meta(4, 256, 96))
 
 
+def problems(call) -> list[str]:
+    """The problem lines of the ValueError `call()` raises (it must raise)."""
+    with pytest.raises(ValueError) as e:
+        call()
+    head, *lines = str(e.value).split("\n  - ")
+    assert head.endswith(": invalid operands:"), head
+    return lines
+
+
+# One test per launcher check: each input breaks exactly that check (so the problem list has one
+# entry, the check's) and the message names what, the value, and the fix.
+
+
+def test_tokens_past_the_24_bit_field_refused():
+    # sorted_token_ids keeps the token in bits 0..23: 2**24 tokens cannot be encoded, 2**24 - 1 can.
+    # model_dim 64, inter 64, topk 1 keep every tensor under 4 GiB: x = 2**24 * 64 * 2 B = 2 GiB,
+    # so the 32-bit offset guards stay silent and only the token check speaks.
+    w1 = meta(1, 128, 64)
+    ok = stage1(variant(), meta(2**24 - 1, 64), w1, topk=1)
+    assert ok.tokens == 2**24 - 1
+    assert problems(lambda: stage1(variant(), meta(2**24, 64), w1, topk=1)) == [
+        "x: tokens=16777216 must be in [1, 16777216) (24-bit token field of sorted_token_ids); "
+        "split the batch into smaller chunks"
+    ]
+
+
+def test_operands_on_two_devices_refused():
+    x_on_cpu = torch.empty(8, 256, dtype=torch.bfloat16)  # 4 KiB; everything else on meta
+    assert problems(lambda: stage1(variant(), x_on_cpu, meta(4, 256, 256))) == [
+        "all operands must be on one device, got x: cpu, w1: meta, sorted_token_ids: meta, "
+        "sorted_weights: meta, sorted_expert_ids: meta, num_valid_ids: meta; "
+        "move them to one device with .to(device)"
+    ]
+
+
+def test_short_sorted_token_ids_refused():
+    # 8 tokens x topk 2 over 4 experts, tile_m 16: padded rows = 8*2 + 4*16 - 2 = 78, so
+    # ceil(78 / 16) = 5 M-blocks and 5 * 16 = 80 sorted_token_ids entries are needed.
+    # sorted_weights is shortened with it, so only the row count of sorted_token_ids is wrong.
+    ids, weights, experts, num_valid = routing_tensors(8, 2, 4)
+    assert ids.numel() == 80 and experts.numel() == 5
+    short = (ids[:79], weights[:79], experts, num_valid)
+    assert problems(lambda: stage1(variant(), meta(8, 256), meta(4, 256, 256), short)) == [
+        "sorted_token_ids: expected >= 80 entries (5 M-blocks x tile_m=16), got 79; "
+        "use moegen.routing.moe_sorting"
+    ]
+
+
+def test_w2_inner_dim_must_equal_a2_inter():
+    # a2 [16, 128] says inter = 128; w2 [4, 256, 64] holds 64 per row (64 is itself tile_k-aligned).
+    assert problems(lambda: stage2(variant(stage=2), meta(16, 128), meta(4, 256, 64))) == [
+        "w2: expected last dim inter=128 (a2.shape[1]), got shape [4, 256, 64]; "
+        "w2 is [experts, model_dim, inter]"
+    ]
+
+
+def test_w1_odd_gate_up_rows_refused():
+    # 257 rows = gate + up cannot split in two; inter = 257 // 2 = 128 is tile_n-aligned, so the
+    # parity check is the only one that fires.
+    assert problems(lambda: stage1(variant(), meta(8, 256), meta(4, 257, 256))) == [
+        "w1: dim 1 holds gate and up rows, so it must be even, got 257; "
+        "w1 is [experts, 2 * inter, model_dim], gate rows then up rows"
+    ]
+
+
+def test_empty_num_valid_ids_refused():
+    ids, weights, experts, _ = routing_tensors(8, 2, 4)
+    empty = meta(0, dtype=torch.int32)
+    assert problems(
+        lambda: stage1(variant(), meta(8, 256), meta(4, 256, 256), (ids, weights, experts, empty))
+    ) == [
+        "num_valid_ids: expected at least 1 element (the number of padded sorted rows), got 0; "
+        "pass the num_valid_ids that moegen.routing.moe_sorting returns"
+    ]
+
+
 def test_whole_tensor_weight_past_4_gib_rejected():
     # E=128, model_dim=6144, inter=1408: w1 is 4.12 GiB (meta: nothing allocated)
     x, w1 = meta(16, 6144), meta(128, 2 * 1408, 6144)

@@ -95,7 +95,24 @@ def test_black_rejecting_output_is_reported(mini, capsys):
 
 
 def test_paths_derive_from_the_name(mini):
-    for v in enumerate_variants("variants.yaml"):
-        assert v.module_relpath == f"flydsl/{v.name}.py"
-        assert v.test_relpath == f"tests/test_{v.name}.py"
-        assert v.name.isidentifier()
+    """Two known variants' paths, written out; every path unique; files land under generated/."""
+    variants = {v.name: v for v in enumerate_variants("variants.yaml")}
+    v = variants["moe_s1_bf16_per_expert_k2_t32x64x64"]
+    assert (v.module_relpath, v.test_relpath, v.module_import) == (
+        "flydsl/moe_s1_bf16_per_expert_k2_t32x64x64.py",
+        "tests/test_moe_s1_bf16_per_expert_k2_t32x64x64.py",
+        "generated.flydsl.moe_s1_bf16_per_expert_k2_t32x64x64",
+    )
+    v = variants["moe_s2_bf16_whole_tensor"]
+    assert (v.module_relpath, v.test_relpath, v.module_import) == (
+        "flydsl/moe_s2_bf16_whole_tensor.py",
+        "tests/test_moe_s2_bf16_whole_tensor.py",
+        "generated.flydsl.moe_s2_bf16_whole_tensor",
+    )
+    paths = [p for v in variants.values() for p in (v.module_relpath, v.test_relpath)]
+    assert len(set(paths)) == len(paths) == 2 * 7
+    assert main(["render"]) == 0
+    written = {
+        p.relative_to(mini / "generated").as_posix() for p in (mini / "generated").rglob("moe_*.py")
+    }
+    assert written == {v.module_relpath for v in variants.values()}

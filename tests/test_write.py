@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import threading
@@ -162,3 +163,69 @@ def test_two_renders_do_not_interleave(mini):
     assert proc.returncode == 0, proc.stderr
     assert "waiting" in proc.stderr
     assert holder_done.is_set() and waited > 1.0
+
+
+NEW_MODULE = "moe_s1_bf16_per_expert_k2_t48x64x64.py"
+
+
+def _drop_and_rename(mini: Path) -> None:
+    """Edit the mini spec: its three whole_tensor variants and the t32 one become orphans, and
+    the t32 variant comes back as NEW_MODULE (so the render both writes and removes files)."""
+    spec = mini / "variants.yaml"
+    text = spec.read_text()
+    for old, new in (
+        ("    addressing: [whole_tensor, per_expert]\n", "    addressing: [per_expert]\n"),
+        ("tile: {m: 32}", "tile: {m: 48}"),
+    ):
+        assert old in text
+        text = text.replace(old, new)
+    spec.write_text(text)
+
+
+def _crash_on(monkeypatch: pytest.MonkeyPatch, step: str) -> None:
+    """Make one step of write.apply raise, as a killed process or a full disk would stop it."""
+    real_replace = os.replace
+
+    def crash(*_a, **_kw):
+        raise OSError(5, f"simulated crash at {step}")
+
+    if step == "orphan_removal":  # after the first orphan is unlinked, before the others
+        monkeypatch.setattr(write, "_prune_empty_dirs", crash)
+        return
+    name = {"module_replace": NEW_MODULE, "manifest_replace": write.MANIFEST}[step]
+
+    def replace(src, dst, *a, **kw):
+        if Path(dst).name == name:
+            crash()
+        return real_replace(src, dst, *a, **kw)
+
+    monkeypatch.setattr(os, "replace", replace)
+
+
+@pytest.mark.parametrize("step", ["module_replace", "orphan_removal", "manifest_replace"])
+def test_crash_after_staging_is_recovered_by_the_next_render(step, mini, tmp_path):
+    """A render killed after staging (while files replace, orphans go, or MANIFEST is written)
+    leaves a state that --check reports as stale and the next render turns into a clean tree:
+    the MANIFEST that lists the orphans is only replaced after they are gone."""
+    gen = mini / "generated"
+    assert main(["render"]) == 0
+    orphans = sorted(p.name for p in (gen / "flydsl").glob("*_t32x64x64.py"))
+    orphans += sorted(p.name for p in (gen / "flydsl").glob("*whole_tensor*"))
+    assert len(orphans) == 4
+    _drop_and_rename(mini)
+    with pytest.MonkeyPatch.context() as mp:
+        _crash_on(mp, step)
+        with pytest.raises(OSError, match="simulated crash"):
+            main(["render"])
+    if step != "manifest_replace":  # the crash hit before every orphan was removed
+        assert any((gen / "flydsl" / n).exists() for n in orphans)
+    assert not list(gen.rglob("*.moegen-tmp")), "a crashed render left temporaries behind"
+    assert main(["render", "--check"]) == 1, "--check called a half-written tree fresh"
+    assert main(["render"]) == 0
+    assert not any((gen / "flydsl" / n).exists() for n in orphans)
+    assert (gen / "flydsl" / NEW_MODULE).exists()
+    assert main(["render", "--out", str(tmp_path / "clean")]) == 0
+    assert {p: d for p, (d, _) in snapshot(gen).items()} == {
+        p: d for p, (d, _) in snapshot(tmp_path / "clean").items()
+    }
+    assert main(["render", "--check"]) == 0
