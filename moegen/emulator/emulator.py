@@ -8,6 +8,7 @@ from typing import Callable, Iterable
 import numpy as np
 
 from . import execution
+from .diagnostics import AmbiguousAccess, Overflow
 from .errors import EmulatorError
 from .execution import WAVE, Batch, Runtime
 from .frontend import Kernel, Module
@@ -24,10 +25,14 @@ class Emulator:
 
     mlir_path_or_text: a `*_reconcile_unrealized_casts.mlir` path or its text.
     arch: "gfx942" or "gfx950" (fp8 format of conversions / MFMA).
-    check_overflow: record signed i32 overflow of add/sub/mul per source line in `.overflows`.
+    check_overflow: report, per op (source line), i32 add/sub/mul results that leave the signed
+        range ("signed-overflow") and i32 add/sub/mul/shl results that compute a buffer offset
+        and leave [0, 2^32) ("unsigned-wrap"): `.overflow_report`, summarized in `.overflows`.
     race_check: report LDS bytes touched by two waves between barriers (LdsRace).
     Memory touched by kernels must be registered: `launch` registers its tensor arguments;
     with `launch_raw` use `.mem.add_tensor`.
+    `.ambiguous_accesses` accumulates, over launches, every buffer access lane whose result
+    depends on whether `voffset + inst_offset` wraps at 2^32 (see diagnostics.AmbiguousAccess).
     """
 
     def __init__(
@@ -42,6 +47,7 @@ class Emulator:
         self.module = Module(mlir_path_or_text)
         self.mem = Memory()
         self.rt = Runtime(arch, self.mem, check_overflow, race_check)
+        self.ambiguous_accesses: list[AmbiguousAccess] = self.rt.ambiguous_accesses
         self.rt.lds_offsets, self._lds_static, self._lds_dyn_start = self.module.lds_layout()
         self._kernels: dict[str, Kernel] = {}
 
@@ -50,9 +56,14 @@ class Emulator:
         return self.rt.stats
 
     @property
+    def overflow_report(self) -> list[Overflow]:
+        """With check_overflow: one Overflow per (kind, op), in the order first seen."""
+        return list(self.rt.overflow_report.values())
+
+    @property
     def overflows(self) -> dict[str, int]:
-        """'file.py:line llvm.op' -> number of active lanes whose signed i32 result overflowed."""
-        return self.rt.overflows
+        """'file.py:line llvm.op [kind]' -> number of active lanes that overflowed / wrapped."""
+        return {o.key: o.lanes for o in self.rt.overflow_report.values()}
 
     @property
     def kernel_names(self) -> list[str]:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from .diagnostics import AmbiguousAccess, Overflow, OverflowKind
 from .errors import EmulatorError, ExecError
 from .memory import Lds, Memory
 from .types import Ty, signed, zero_of
@@ -60,9 +61,12 @@ class Batch:
 
     def where(self, lane: int) -> str:
         """Human description of batch lane `lane`."""
-        wg = tuple(int(v) for v in self.wgs[lane // self.lanes_per_wg])
-        t = int(self.tid[lane])
+        wg, t = self.workgroup(lane), int(self.tid[lane])
         return f"workgroup {wg} thread {t} (wave {t // WAVE}, lane {t % WAVE})"
+
+    def workgroup(self, lane: int) -> tuple[int, ...]:
+        """Workgroup id (x, y, z) of batch lane `lane`."""
+        return tuple(int(v) for v in self.wgs[lane // self.lanes_per_wg])
 
     def waves(self, x: np.ndarray) -> np.ndarray:
         """[L, ...] -> [L/64, 64, ...]."""
@@ -92,7 +96,8 @@ class Runtime:
         self.check_overflow = check_overflow
         self.race_check = race_check
         self.batch: Batch | None = None
-        self.overflows: dict[str, int] = {}
+        self.overflow_report: dict[tuple[str, str, str], Overflow] = {}
+        self.ambiguous_accesses: list[AmbiguousAccess] = []
         self.stats: dict[str, int] = {
             "ops": 0,
             "blocks": 0,
@@ -102,6 +107,40 @@ class Runtime:
             "bytes_stored": 0,
             "atomics": 0,
         }
+
+    def record_overflow(
+        self, kind: OverflowKind, op, bad: np.ndarray, exact: np.ndarray, note: str = ""
+    ) -> None:
+        """Count the active lanes in `bad` ([L] or scalar) under one report line of `op`
+        (an OpInfo); the first one becomes the line's example with its exact value."""
+        b = self.batch
+        hit = np.broadcast_to(bad, b.mask.shape) & b.mask
+        n = int(hit.sum())
+        if not n:
+            return
+        key = (kind, op.loc, op.name)
+        if key not in self.overflow_report:
+            k = int(np.nonzero(hit)[0][0])
+            value = int(np.broadcast_to(exact, b.mask.shape)[k])
+            self.overflow_report[key] = Overflow(
+                kind, op.name, op.loc, b.workgroup(k), int(b.tid[k]), value, 0, note
+            )
+        self.overflow_report[key].lanes += n
+
+    def record_ambiguous(self, op, lanes: np.ndarray, wrapped, unwrapped) -> None:
+        """One AmbiguousAccess per batch lane in `lanes` (offsets given per batch lane)."""
+        b = self.batch
+        for k in lanes.tolist():
+            self.ambiguous_accesses.append(
+                AmbiguousAccess(
+                    op.name,
+                    op.loc,
+                    b.workgroup(k),
+                    int(b.tid[k]),
+                    int(wrapped[k]),
+                    int(unwrapped[k]),
+                )
+            )
 
 
 def merge(mask: np.ndarray, new, old, t: Ty):

@@ -69,6 +69,81 @@ def attributes(op) -> dict:
     return {at[i].name: at[i].attr for i in range(len(at))}
 
 
+BUFFER_OP_PREFIX = "rocdl.raw.ptr.buffer."  # operands end with (voffset, soffset); aux: attr
+S_BUFFER_LOAD = "llvm.amdgcn.s.buffer.load"  # operands (rsrc, offset, aux)
+# Integer ops an offset is computed through (the unsigned-wrap report's backward slice).
+OFFSET_OPS = {
+    f"llvm.{n}"
+    for n in (
+        "add sub mul shl lshr ashr and or xor select zext sext trunc udiv sdiv urem srem "
+        "freeze intr.umin intr.umax intr.smin intr.smax"
+    ).split()
+}
+
+
+def offset_operands(op) -> list:
+    """The byte-offset operands of a buffer op (voffset and soffset, or the s_buffer_load
+    offset); [] for any other op."""
+    if op.name.startswith(BUFFER_OP_PREFIX):
+        return list(op.operands)[-2:]
+    if op.name == "llvm.call_intrinsic" and str(op.attributes["intrin"]).strip('"').startswith(
+        S_BUFFER_LOAD
+    ):
+        return [op.operands[1]]
+    return []
+
+
+def _incoming(arg, blocks) -> list:
+    """The values branches pass to block argument `arg` (llvm.br / llvm.cond_br)."""
+    target, k, values = arg.owner, arg.arg_number, []
+    for b in blocks:
+        term = list(b.operations)[-1]
+        ops = list(term.operands)
+        if term.name == "llvm.br" and term.successors[0] == target:
+            values.append(ops[k])
+        elif term.name == "llvm.cond_br":
+            seg = [int(x) for x in term.attributes["operandSegmentSizes"]]
+            groups = (ops[1 : 1 + seg[1]], ops[1 + seg[1] :])
+            values += [g[k] for s, g in zip(term.successors, groups) if s == target]
+    return values
+
+
+def offset_slice(blocks) -> set:
+    """Ops whose result flows into a buffer offset operand: the backward slice from every
+    offset operand through OFFSET_OPS and block arguments (loop-carried offsets)."""
+    from flydsl._mlir import ir
+
+    work = [v for b in blocks for op in b.operations for v in offset_operands(op)]
+    seen_values, ops = set(), set()
+    while work:
+        v = work.pop()
+        if v in seen_values:
+            continue
+        seen_values.add(v)
+        if isinstance(v.owner, ir.Block):
+            work += _incoming(ir.BlockArgument(v), blocks)
+        elif v.owner.name in OFFSET_OPS:
+            ops.add(v.owner)
+            work += list(v.owner.operands)
+    return ops
+
+
+def folded_addend(op) -> int:
+    """C when a buffer op's voffset is `llvm.add x, C` with a constant C in (0, 2^32), else 0.
+    LLVM's AMDGPU backend may move such a C into the instruction's unsigned offset field
+    (isBaseWithConstantOffset), so the hardware adds it to voffset itself."""
+    if not op.name.startswith(BUFFER_OP_PREFIX):
+        return 0
+    v = op.operands[len(op.operands) - 2]
+    if not hasattr(v.owner, "name") or v.owner.name != "llvm.add":
+        return 0
+    for x in v.owner.operands:
+        d = x.owner
+        if hasattr(d, "name") and d.name == "llvm.mlir.constant":
+            return int(d.attributes["value"].value) & 0xFFFFFFFF
+    return 0
+
+
 class Module:
     """A parsed MLIR module: its kernels, host launchers and LDS globals."""
 
@@ -134,6 +209,7 @@ class Module:
                 return slots.setdefault(v, len(slots))
 
             unknown: dict[str, list[str]] = {}
+            in_offset_slice = offset_slice(blocks)
             out_blocks = []
             for b in blocks:
                 ops = list(b.operations)
@@ -147,6 +223,8 @@ class Module:
                         a,
                         [parse_type(str(v.type)) for v in op.operands],
                         [parse_type(str(r.type)) for r in op.results],
+                        op in in_offset_slice,
+                        folded_addend(op),
                     )
                     factory = lookup(op.name, intrin)
                     if factory is None:

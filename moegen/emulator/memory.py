@@ -3,7 +3,8 @@
 * `Memory`: global memory = registered host allocations (torch storages), accessed in place.
   Every active lane's access is checked against the allocation table before any byte moves.
 * Buffer resources (V#): decoded from their 4 dwords like gfx9 hardware; `buffer_addresses`
-  implements the raw-buffer rule (32-bit offset wrap, per-dword num_records range check).
+  implements the raw-buffer rule (voffset mod 2^32, soffset added without wrap, per-dword
+  num_records range check that includes soffset); see the comment above `buffer_offsets`.
 * `Lds`: per-workgroup LDS byte arrays of one batch, bounds-checked, with an optional
   shadow of the last writer wave per byte for race detection.
 """
@@ -143,24 +144,62 @@ def decode_rsrc(r) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     return base, stride, r[..., 2].astype(np.uint64)
 
 
+# The raw-buffer (stride 0) address rule of gfx9 hardware, as AMD's own emulator (rocjitsu,
+# shared/addr_calc_buffer.h, corrected to follow gfx950 hardware) computes it:
+#     offset   = ((voffset + inst_offset) mod 2^32) + soffset      (the soffset add does not wrap)
+#     address  = base + offset
+#     in range = offset + access bytes <= num_records               (soffset included)
+# LLVM AMDGPUUsage.rst (buffer range checking) describes the same check. The check is applied
+# per dword of a multi-dword access (a partially out-of-range dwordx4 keeps its in-range
+# dwords: CDNA4 ISA 9.1.5.1 note 4, as cited in triton-lang/triton#9855). In the MLIR the voffset operand already includes any constant the backend
+# folds into inst_offset, and the i32 add that formed it wrapped mod 2^32: that is the wrapped
+# reading of `voffset + inst_offset`, which the emulator executes; see `ambiguous_lanes`.
+
+
+MUBUF_MAX_INST_OFFSET = 4095  # 12-bit unsigned offset field of MUBUF on gfx9 (gfx942/gfx950)
+
+
+def buffer_offsets(voffset, soffset) -> np.ndarray:
+    """Byte offsets (uint64) of raw buffer accesses: voffset (already `voffset + inst_offset`
+    mod 2^32) plus soffset, both unsigned 32-bit, added in 64 bits (no wrap at 2^32)."""
+    vo = np.asarray(voffset, np.uint32).astype(np.uint64)
+    so = np.asarray(soffset, np.uint32).astype(np.uint64)
+    return vo + so
+
+
+def in_range(offset, nbytes: int, num_records) -> np.ndarray:
+    """Range check of a raw buffer access of `nbytes` at byte `offset` (soffset included):
+    in range iff offset + nbytes <= num_records. Out of range: loads return 0, stores and
+    atomics do nothing."""
+    return np.asarray(offset, np.uint64) + np.uint64(nbytes) <= np.asarray(num_records, np.uint64)
+
+
+def ambiguous_lanes(voffset, addend: int) -> np.ndarray:
+    """Lanes where `voffset = (x + addend) mod 2^32` carried past 2^32 within what the backend
+    can fold into inst_offset, so the hardware result depends on whether `voffset +
+    inst_offset` wraps (disputed between sources). The backend folds at most the 12-bit MUBUF
+    offset field (<= 4095) of a constant addend and keeps the rest in the VALU add (which does
+    wrap), so the carry may come from the instruction only when the wrapped voffset is below
+    min(addend, 4096)."""
+    if not addend:
+        return np.zeros(np.shape(voffset), bool)
+    return np.asarray(voffset, np.uint32) < np.uint32(min(addend, MUBUF_MAX_INST_OFFSET + 1))
+
+
 def buffer_addresses(r, voffset, soffset, size: int, lanes: int):
-    """Raw buffer (stride 0) addressing, per lane and per dword chunk of the access:
-        address  = base + ((voffset + soffset) mod 2^32) + 4j
-        in range = voffset + 4j + 4 <= num_records      (soffset is not range-checked)
-    Returns (addr [L, nchunks] uint64, in_range [L, nchunks] bool, chunk bytes)."""
+    """Raw buffer (stride 0) addressing, per lane and per dword chunk j of the access:
+        address  = base + offset + 4j,  in range = offset + 4j + 4 <= num_records
+    with offset = buffer_offsets(voffset, soffset). Returns (addr [L, nchunks] uint64,
+    in_range [L, nchunks] bool, chunk bytes, offset [L] uint64)."""
     base, stride, nrec = decode_rsrc(r)
     if np.any(stride != 0):
         raise EmulatorError("buffer resource with stride != 0 (structured buffer) is not modelled")
     chunk = min(4, size)
     j = np.arange(size // chunk, dtype=np.uint64) * np.uint64(chunk)
-    vo = np.broadcast_to(np.asarray(voffset, np.uint32).astype(np.uint64), (lanes,))
-    so = np.asarray(soffset, np.uint32).astype(np.uint64)
-    off32 = (vo + so) & U32
-    addr = np.broadcast_to(base, (lanes,))[:, None] + off32[:, None] + j[None, :]
-    in_range = (vo[:, None] + j[None, :] + np.uint64(chunk)) <= np.broadcast_to(nrec, (lanes,))[
-        :, None
-    ]
-    return addr, in_range, chunk
+    off = np.broadcast_to(buffer_offsets(voffset, soffset), (lanes,))
+    addr = np.broadcast_to(base, (lanes,))[:, None] + off[:, None] + j[None, :]
+    ok = in_range(off[:, None] + j[None, :], chunk, np.broadcast_to(nrec, (lanes,))[:, None])
+    return addr, ok, chunk, off
 
 
 def describe_rsrc(r) -> str:

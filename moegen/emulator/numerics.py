@@ -45,22 +45,38 @@ def fp8_to_f32(codes, fmt: str) -> np.ndarray:
 
 
 def f32_to_fp8(x, fmt: str) -> np.ndarray:
-    """Round to nearest even code, saturating to the largest finite magnitude; NaN -> NaN code."""
+    """f32 -> fp8 code like v_cvt_pk_fp8_f32 with its clamp bit off, the hardware default and
+    the only form rocdl.cvt.pk.fp8.f32 can express (the op and llvm.amdgcn.cvt.pk.fp8.f32 have
+    no saturation operand): round to nearest even; a magnitude that rounds past the largest
+    finite value, +-inf and NaN give NaN (0x80 on fnuz; 0x7F | sign on OCP fn). The rounding
+    treats the code after the largest finite one as a virtual value one ulp higher: fnuz 240
+    (0x7F, odd) -> 256 (0x80, even), so 248 ties up to NaN; fn 448 (0x7E, even) -> 480 (0x7F,
+    odd), so 464 ties down to 448 and anything above is NaN."""
     table = fp8_table(fmt)
     mags = table[:0x80]
     finite = np.nonzero(np.isfinite(mags))[0]
-    vals, codes = mags[finite], finite.astype(np.uint8)
+    vals = np.append(mags[finite], 2 * mags[finite[-1]] - mags[finite[-2]])
+    codes = np.append(finite, finite[-1] + 1)
     x = np.asarray(x, np.float32)
-    a = np.minimum(np.abs(x), vals[-1])
+    a = np.abs(x)
     hi = np.clip(np.searchsorted(vals, a), 0, len(vals) - 1)
     lo = np.maximum(hi - 1, 0)
     d_lo, d_hi = a - vals[lo], vals[hi] - a
     pick_hi = (d_hi < d_lo) | ((d_hi == d_lo) & (codes[hi] % 2 == 0))
     code = np.where(pick_hi, codes[hi], codes[lo])
-    neg = np.signbit(x) & (code != 0 if fmt == "fnuz" else True)
-    code = code | np.where(neg, np.uint8(0x80), np.uint8(0))
-    nan_code = np.uint8(0x80 if fmt == "fnuz" else 0x7F)
-    return np.where(np.isnan(x), nan_code, code).astype(np.uint8)
+    overflow = (code > finite[-1]) | np.isnan(x)
+    if fmt == "fnuz":  # one NaN code, no negative zero
+        neg = np.signbit(x) & (code != 0)
+        out = np.where(overflow, 0x80, code | np.where(neg, 0x80, 0))
+    else:
+        out = np.where(overflow, 0x7F, code) | np.where(np.signbit(x), 0x80, 0)
+    return out.astype(np.uint8)
+
+
+def flush_f32_denormals(x) -> np.ndarray:
+    """f32 values with denormals replaced by a zero of the same sign (NaN and inf kept)."""
+    x = np.asarray(x, np.float32)
+    return np.where(np.abs(x) < np.float32(2.0**-126), np.copysign(np.float32(0), x), x)
 
 
 def to_float(x, t: Ty) -> np.ndarray:

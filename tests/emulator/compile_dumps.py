@@ -21,9 +21,12 @@ def specs(arch: str) -> dict:
     f32 = lambda n: torch.zeros(n, dtype=torch.float32)  # noqa: E731
     out = {
         "buf_copy": ("launch_buf_copy", lambda: (i32(64), i32(64), 0, 0, 0)),
-        "s_load": ("launch_s_load", lambda: (i32(64), i32(64), 0)),
+        "buf_soffset": ("launch_buf_soffset", lambda: (i32(64), i32(68), 0, 0, 0, 0, 0)),
+        "rsrc_flags": ("launch_rsrc_flags", lambda: (i32(64), i32(64), 0)),
+        "s_load": ("launch_s_load", lambda: (i32(64), i32(64), 0, 0)),
         "diverge": ("launch_diverge", lambda: (i32(256),)),
         "atomics_f32": ("launch_atomics", lambda: (f32(8), f32(512), "f32")),
+        "atomics_f32_lanes": ("launch_atomics_f32_lanes", lambda: (f32(64), f32(64), f32(64))),
         "atomics_cmpswap": ("launch_atomics", lambda: (i32(1), i32(64), "cmpswap")),
         "atomics_pk_f16": ("launch_atomics", lambda: (i32(2), i32(64), "f16")),
         "convert": ("launch_convert", lambda: (f32(64), i32(64), i32(64), f32(640))),

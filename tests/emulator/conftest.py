@@ -1,4 +1,5 @@
-"""Compile the test kernels once per session and arch (subprocess), cache the MLIR dumps."""
+"""Compile the test kernels once per session and arch (subprocess), cache the MLIR dumps.
+A missing hard dependency (deps.py) fails every test that needs the dumps."""
 
 import subprocess
 import sys
@@ -6,6 +7,7 @@ from pathlib import Path
 
 import pytest
 
+from deps import require
 from moegen.toolchain import compile_env
 
 HERE = Path(__file__).parent
@@ -14,6 +16,7 @@ HERE = Path(__file__).parent
 @pytest.fixture(scope="session")
 def dumps(tmp_path_factory):
     """arch -> directory of <spec>.mlir dumps (compiled on first use)."""
+    require()
     cache: dict[str, Path] = {}
 
     def get(arch: str) -> Path:

@@ -10,6 +10,7 @@ import flydsl.compiler as flyc
 import flydsl.expr as fx
 from flydsl._mlir import ir
 from flydsl._mlir.dialects import llvm
+from flydsl._mlir.dialects import rocdl as rocdl_ops
 from flydsl.expr import rocdl
 
 WAVE = 64
@@ -96,9 +97,68 @@ def launch_buf_copy(
 
 
 @flyc.kernel
-def s_load(Src: fx.Tensor, Dst: fx.Tensor, byte_offset: fx.Int32):
-    """Every lane stores the wave-uniform SMEM load s_buffer_load_dword(Src, byte_offset)."""
-    src = _rsrc(Src)
+def buf_soffset(
+    Src: fx.Tensor,
+    Dst: fx.Tensor,
+    src_bytes: fx.Int32,
+    dst_bytes: fx.Int32,
+    vbias: fx.Int32,
+    s_load: fx.Int32,
+    s_store: fx.Int32,
+):
+    """v = Src.load(voffset = (4*tid + vbias) + 16, soffset = s_load); Dst.store(v, voffset =
+    4*tid, soffset = s_store); explicit num_records on both V#s. The trailing constant 16 is
+    what the backend may fold into the load's instruction offset field."""
+    tid = _tid()
+    src = _rsrc(Src, fx.Int64(fx.Uint32(src_bytes)))
+    dst = _rsrc(Dst, fx.Int64(fx.Uint32(dst_bytes)))
+    v = _load(I32(), src, tid * 4 + vbias + 16, s_load)
+    _store(v, dst, tid * 4, s_store)
+
+
+@flyc.jit
+def launch_buf_soffset(
+    Src: fx.Tensor,
+    Dst: fx.Tensor,
+    src_bytes: fx.Int32,
+    dst_bytes: fx.Int32,
+    vbias: fx.Int32,
+    s_load: fx.Int32,
+    s_store: fx.Int32,
+    stream: fx.Stream = fx.Stream(None),
+):
+    buf_soffset(Src, Dst, src_bytes, dst_bytes, vbias, s_load, s_store).launch(
+        grid=(1, 1, 1), block=(WAVE, 1, 1), stream=stream
+    )
+
+
+@flyc.kernel
+def rsrc_flags(Src: fx.Tensor, Dst: fx.Tensor, flags: fx.Int32):
+    """Dst[tid] = Src[tid], loaded through a V# built with the raw ROCDL op and the given
+    flags word (dword 3)."""
+    base = fx.to_llvm_ptr(fx.get_iter(Src))
+    rsrc = rocdl_ops.make_buffer_rsrc(
+        ir.Type.parse("!llvm.ptr<8>"),
+        base,
+        fx.Int16(0).ir_value(),
+        fx.Int64(0xFFFFFFFF).ir_value(),
+        _v(flags),
+    )
+    _store(_load(I32(), rsrc, _tid() * 4), _rsrc(Dst), _tid() * 4)
+
+
+@flyc.jit
+def launch_rsrc_flags(
+    Src: fx.Tensor, Dst: fx.Tensor, flags: fx.Int32, stream: fx.Stream = fx.Stream(None)
+):
+    rsrc_flags(Src, Dst, flags).launch(grid=(1, 1, 1), block=(WAVE, 1, 1), stream=stream)
+
+
+@flyc.kernel
+def s_load(Src: fx.Tensor, Dst: fx.Tensor, src_bytes: fx.Int32, byte_offset: fx.Int32):
+    """Every lane stores the wave-uniform SMEM load s_buffer_load_dword(Src, byte_offset),
+    Src's V# having num_records = src_bytes."""
+    src = _rsrc(Src, fx.Int64(fx.Uint32(src_bytes)))
     i128 = ir.IntegerType.get_signless(128)
     words = llvm.bitcast(_vec(4, I32()), llvm.ptrtoint(i128, src))
     v = llvm.call_intrinsic(
@@ -111,10 +171,13 @@ def s_load(Src: fx.Tensor, Dst: fx.Tensor, byte_offset: fx.Int32):
 def launch_s_load(
     Src: fx.Tensor,
     Dst: fx.Tensor,
+    src_bytes: fx.Int32,
     byte_offset: fx.Int32,
     stream: fx.Stream = fx.Stream(None),
 ):
-    s_load(Src, Dst, byte_offset).launch(grid=(1, 1, 1), block=(WAVE, 1, 1), stream=stream)
+    s_load(Src, Dst, src_bytes, byte_offset).launch(
+        grid=(1, 1, 1), block=(WAVE, 1, 1), stream=stream
+    )
 
 
 # ---- LDS -----------------------------------------------------------------------------------
@@ -225,6 +288,22 @@ def atomics_cmpswap(Acc: fx.Tensor, Old: fx.Tensor):
     _store(old, _rsrc(Old), tid * 4)
 
 
+@flyc.kernel
+def atomics_f32_lanes(Acc: fx.Tensor, Vals: fx.Tensor, Old: fx.Tensor):
+    """Lane tid: buffer atomic fadd of Vals[tid] (f32) to Acc[tid]; Old[tid] = the old value."""
+    tid = _tid()
+    v = _load(F32(), _rsrc(Vals), tid * 4)
+    old = rocdl.raw_ptr_buffer_atomic_fadd(v, _rsrc(Acc), _v(tid * 4), _v(0))
+    _store(old, _rsrc(Old), tid * 4)
+
+
+@flyc.jit
+def launch_atomics_f32_lanes(
+    Acc: fx.Tensor, Vals: fx.Tensor, Old: fx.Tensor, stream: fx.Stream = fx.Stream(None)
+):
+    atomics_f32_lanes(Acc, Vals, Old).launch(grid=(1, 1, 1), block=(WAVE, 1, 1), stream=stream)
+
+
 @flyc.jit
 def launch_atomics(
     Acc: fx.Tensor,
@@ -234,6 +313,7 @@ def launch_atomics(
 ):
     if variant == "f32":
         atomics_f32(Acc, Other).launch(grid=(2, 1, 1), block=(WG, 1, 1), stream=stream)
+
     elif variant == "cmpswap":
         atomics_cmpswap(Acc, Other).launch(grid=(1, 1, 1), block=(WAVE, 1, 1), stream=stream)
     else:

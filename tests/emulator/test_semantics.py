@@ -24,7 +24,7 @@ def i32(*values):
     return torch.tensor(values, dtype=torch.int32)
 
 
-# ---- buffer addressing: offset = (voffset + soffset) mod 2^32; per-dword range check ---------
+# ---- buffer addressing with soffset 0: offset = voffset (mod 2^32); per-dword range check ----
 
 
 def test_oob_load_reads_zero(dumps, arch):
@@ -71,7 +71,7 @@ def test_signed_i32_overflow_report(dumps, arch):
 
 def test_s_buffer_load_ignores_offset_lsbs(dumps, arch):
     src, dst = torch.arange(1000, 1064, dtype=torch.int32), torch.zeros(64, dtype=torch.int32)
-    emu(dumps, arch, "s_load").launch("s_load_0", [src, dst, 6])  # byte 6 -> dword at byte 4
+    emu(dumps, arch, "s_load").launch("s_load_0", [src, dst, 256, 6])  # byte 6 -> dword at 4
     assert (dst == 1001).all()
 
 

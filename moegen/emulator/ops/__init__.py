@@ -21,11 +21,18 @@ INTRINSICS: dict[str, Factory] = {}
 
 @dataclass
 class OpInfo:
+    """What a handler factory knows about an op. computes_buffer_offset: the op's result flows
+    (through integer ops and block arguments) into a buffer op's offset operand. folded_addend:
+    for a buffer op whose voffset is `llvm.add x, C` with a constant C (the backend may fold C
+    into the instruction's offset field), C; else 0."""
+
     name: str
     loc: str
     attrs: dict
     in_tys: list[Ty]
     out_tys: list[Ty]
+    computes_buffer_offset: bool = False
+    folded_addend: int = 0
 
     @property
     def out_ty(self) -> Ty | None:

@@ -75,19 +75,32 @@ def _arith(op, rt):
     f = _ARITH[op.name]
     if not (rt.check_overflow and t.text == "i32"):
         return lambda a, b: f(a, b, dtype=t.np)
-    nsw = "nsw" in str(op.attrs.get("overflowFlags", ""))
-    key = f"{op.loc} {op.name}" + (" [nsw: the result is poison]" if nsw else "")
+    nsw = "nsw: the result is poison" if "nsw" in str(op.attrs.get("overflowFlags", "")) else ""
 
     def checked(a, b):
         exact = f(signed(a).astype(np.int64), signed(b).astype(np.int64))
-        bad = (exact > 2**31 - 1) | (exact < -(2**31))
-        if bad.any():
-            n = int((np.broadcast_to(bad, rt.batch.mask.shape) & rt.batch.mask).sum())
-            if n:
-                rt.overflows[key] = rt.overflows.get(key, 0) + n
+        rt.record_overflow(
+            "signed-overflow", op, (exact > 2**31 - 1) | (exact < -(2**31)), exact, nsw
+        )
+        if op.computes_buffer_offset:
+            _report_unsigned_wrap(rt, op, f, a, b)
         return exact.astype(np.int32).view(np.uint32)
 
     return checked
+
+
+def _report_unsigned_wrap(rt, op, f, a, b) -> None:
+    """Report the lanes where an i32 op that computes a buffer offset leaves [0, 2^32) when its
+    operands are read as unsigned: the 32-bit offset wrapped. add/sub are exact in int64, a
+    product of two u32 in uint64."""
+    ua, ub = np.asarray(a, np.uint32), np.asarray(b, np.uint32)
+    if f is np.multiply:
+        value = ua.astype(np.uint64) * ub.astype(np.uint64)
+        wrapped = value > np.uint64(0xFFFFFFFF)
+    else:
+        value = f(ua.astype(np.int64), ub.astype(np.int64))
+        wrapped = (value < 0) | (value > 0xFFFFFFFF)
+    rt.record_overflow("unsigned-wrap", op, wrapped, value)
 
 
 _BITS = {"llvm.and": np.bitwise_and, "llvm.or": np.bitwise_or, "llvm.xor": np.bitwise_xor}
@@ -105,7 +118,19 @@ def _shift(op, rt):
     if op.name == "llvm.ashr":
         return lambda a, b: np.right_shift(signed(a), signed(b)).view(t.np)
     f = np.left_shift if op.name == "llvm.shl" else np.right_shift
-    return lambda a, b: f(a, np.asarray(b).astype(t.np)).astype(t.np)
+    shift = lambda a, b: f(a, np.asarray(b).astype(t.np)).astype(t.np)  # noqa: E731
+    if not (rt.check_overflow and op.computes_buffer_offset and op.name == "llvm.shl"):
+        return shift
+    if t.text != "i32":  # buffer offsets are i32; wider index math is not an offset wrap
+        return shift
+
+    def checked(a, b):
+        """shl of a buffer offset: report lanes whose set bits are shifted past bit 31."""
+        exact = np.asarray(a, np.uint32).astype(np.uint64) << np.asarray(b, np.uint64)
+        rt.record_overflow("unsigned-wrap", op, exact > np.uint64(0xFFFFFFFF), exact)
+        return shift(a, b)
+
+    return checked
 
 
 @handles("llvm.sdiv", "llvm.srem", "llvm.udiv", "llvm.urem")

@@ -11,8 +11,8 @@ from __future__ import annotations
 import numpy as np
 
 from ..errors import EmulatorError
-from ..memory import buffer_addresses, describe_rsrc, make_rsrc
-from ..numerics import bf16_to_f32, f32_to_bf16
+from ..memory import ambiguous_lanes, buffer_addresses, describe_rsrc, make_rsrc
+from ..numerics import bf16_to_f32, f32_to_bf16, flush_f32_denormals
 from ..types import Ty, parse_type, signed
 from . import handles, intrinsic
 
@@ -251,9 +251,30 @@ def _atomicrmw(op, rt):
 # ---- buffer resources -------------------------------------------------------------------
 
 
+# V# dword 3 (flags) values the emulator models, per arch: the one FlyDSL 0.5 emits for CDNA
+# (flydsl/expr/rocdl/universal.py make_buffer_ptr: (7 << 12) | (4 << 15), seen as
+# `llvm.mlir.constant(159744 : i32)` in the dumps): NUM_FORMAT 7 and DATA_FORMAT 4 (32-bit,
+# ignored by untyped raw buffer ops), every other field 0 (no ADD_TID_ENABLE, no swizzle, no
+# index stride), which is what the raw-buffer rule in memory.py assumes.
+ACCEPTED_RSRC_FLAGS = {"gfx942": (0x27000,), "gfx950": (0x27000,)}
+
+
 @handles("rocdl.make.buffer.rsrc")
 def _make_rsrc(op, rt):
-    return make_rsrc
+    accepted = ACCEPTED_RSRC_FLAGS[rt.arch]
+
+    def make(base, stride, num_records, flags):
+        bad = sorted(set(np.unique(np.asarray(flags, np.uint32)).tolist()) - set(accepted))
+        if bad:
+            raise EmulatorError(
+                f"{op.what}: buffer resource flags (V# dword 3) 0x{bad[0]:x} are not modelled "
+                f"on {rt.arch}; accepted: {', '.join(f'0x{v:x}' for v in accepted)} (what "
+                f"FlyDSL 0.5's make_buffer_ptr emits). Build the resource with "
+                f"rocdl.make_buffer_ptr, or extend the emulator's buffer rule for these flags"
+            )
+        return make_rsrc(base, stride, num_records, flags)
+
+    return make
 
 
 def _buffer_where(rt, r, vo, so, nch):
@@ -267,9 +288,23 @@ def _buffer_where(rt, r, vo, so, nch):
     return where
 
 
+def _record_ambiguous(rt, op, vo, offsets: np.ndarray, in_range: np.ndarray) -> None:
+    """Record the active lanes whose `voffset + inst_offset` may cross 2^32 (ambiguous_lanes)
+    where the two readings differ: the wrapped offset (executed) has an in-range dword, while
+    the unwrapped one (>= 2^32) is out of range for every num_records (< 2^32)."""
+    if not op.folded_addend:
+        return
+    b = rt.batch
+    lanes = np.broadcast_to(ambiguous_lanes(vo, op.folded_addend), (b.L,)) & b.mask
+    lanes &= in_range.any(1)
+    if lanes.any():
+        rt.record_ambiguous(op, np.nonzero(lanes)[0], offsets, offsets + np.uint64(1 << 32))
+
+
 def buffer_load(rt, op, t: Ty, r, vo, so) -> np.ndarray:
     L = rt.batch.L
-    addr, inr, chunk = buffer_addresses(r, vo, so, t.size, L)
+    addr, inr, chunk, offsets = buffer_addresses(r, vo, so, t.size, L)
+    _record_ambiguous(rt, op, vo, offsets, inr)
     nch = addr.shape[1]
     act = rt.batch.mask[:, None] & inr  # out of range: no access, the load returns 0
     data = rt.mem.read(
@@ -290,7 +325,8 @@ def _buffer_store(op, rt):
 
     def store(d, r, vo, so):
         L = rt.batch.L
-        addr, inr, chunk = buffer_addresses(r, vo, so, t.size, L)
+        addr, inr, chunk, offsets = buffer_addresses(r, vo, so, t.size, L)
+        _record_ambiguous(rt, op, vo, offsets, inr)
         nch = addr.shape[1]
         act = rt.batch.mask[:, None] & inr  # out of range: the store is dropped
         data = _lanes(d, rt, t).view(np.uint8).reshape(L * nch, chunk)
@@ -302,15 +338,28 @@ def _buffer_store(op, rt):
     return store
 
 
+def _f32_add_ftz(old: np.ndarray, v) -> np.ndarray:
+    """buffer_atomic_add_f32: the atomic unit flushes f32 denormals, of BOTH inputs (the memory
+    value and the lane's value) and of the result, to a zero of the same sign (FLYDSL_NOTES
+    section 8; consistent with LLVM's AMDGPU codegen, which emits the hardware f32 atomic add
+    only where f32 denormals may be flushed: in llvm/test/CodeGen/AMDGPU/global-atomics-fp.ll
+    the IEEE-denormal variants get a cmpswap loop). The returned old value is the memory word
+    as it was, unflushed."""
+    a = flush_f32_denormals(old.view(np.float32).reshape(-1))
+    r = flush_f32_denormals(a + flush_f32_denormals(np.asarray(v, np.float32).reshape(-1)))
+    return r.view(np.uint8).reshape(old.shape)
+
+
 def _buffer_atomic(op, rt, kind: str, t: Ty, with_cmp: bool = False):
-    combine = _combine(kind, t, rt.arch)
+    combine = _f32_add_ftz if (kind, t.text) == ("fadd", "f32") else _combine(kind, t, rt.arch)
     if t.size > 4 or combine is None and not with_cmp:
         raise EmulatorError(f"{op.what}: buffer atomic {kind} on {t} is not modelled")
 
     def atomic(d, *rest):
         cmp, (r, vo, so) = (rest[0], rest[1:]) if with_cmp else (None, rest)
         L = rt.batch.L
-        addr, inr, _ = buffer_addresses(r, vo, so, t.size, L)
+        addr, inr, _, offsets = buffer_addresses(r, vo, so, t.size, L)
+        _record_ambiguous(rt, op, vo, offsets, inr)
         addr = addr[:, 0]
         act = rt.batch.mask & inr[:, 0]  # out of range: no effect, returns 0
         where = _buffer_where(rt, r, vo, so, 1)
@@ -363,7 +412,12 @@ def _buffer_cmpswap(op, rt):
 
 @intrinsic("llvm.amdgcn.s.buffer.load")
 def _s_buffer_load(op, rt):
-    """Scalar (SMEM) buffer load: the hardware ignores bits [1:0] of the byte offset."""
+    """Scalar (SMEM) buffer load: the hardware ignores bits [1:0] of the byte offset; each
+    dword is range-checked like a raw buffer load (offset + 4j + 4 <= num_records) and reads 0
+    when out of range. Source: the AMD ISA guides' scalar-memory section (RDNA2 7.2.1, RDNA3
+    and RDNA4 8.1.2: the s_buffer_load bound is num_records bytes for stride 0, per dword, out
+    of range returns 0; cited in mattias800/prosper#2529). The CDNA3/CDNA4 guides were not
+    available here: for gfx942/gfx950 this is the same SMEM unit's rule, not verified."""
     return lambda r, off, aux: buffer_load(
         rt, op, op.out_ty, r, np.asarray(off) & np.uint32(0xFFFFFFFC), np.uint32(0)
     )

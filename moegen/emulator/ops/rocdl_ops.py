@@ -152,7 +152,12 @@ def _hw_math(op, rt):
     """v_exp_f32 / v_log_f32 (base 2) / v_rcp_f32 / v_rsq_f32 / v_sqrt_f32; hardware results are
     ~1 ulp approximations, modelled as correctly rounded f32."""
     f, t = _HW_MATH[op.name], op.out_ty
-    return lambda x: np.asarray(f(np.asarray(x, np.float32).astype(np.float64))).astype(t.np)
+
+    def math(x):
+        with np.errstate(over="ignore"):  # a result past the f32 range is inf, as on hardware
+            return np.asarray(f(np.asarray(x, np.float32).astype(np.float64))).astype(t.np)
+
+    return math
 
 
 @handles("rocdl.fmed3")
