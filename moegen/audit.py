@@ -62,6 +62,24 @@ class WideningHazard:
     sinks: tuple[str, ...]  # address ops it reaches
     max_abs: int | None  # largest |value| of the widened operand under the bounds, if known
     can_overflow: bool | None  # None: not enough bounds to tell
+    value_range: tuple[int, int] | None = None  # [lo, hi] of the widened i32 operand
+    # the product's operands: "%12 = <op> in [lo, hi]" (range "?" where unknown)
+    factors: tuple[str, ...] = ()
+
+    def describe(self) -> str:
+        """What overflows, for a failure message: the widening, the i32 product and its
+        operands with their ranges, the widened range against the i32 limit, where, and
+        the fix."""
+        limit = U32_MAX if "llvm.zext" in self.line else I32_MAX
+        rng = "unknown" if self.value_range is None else "[{}, {}]".format(*self.value_range)
+        return (
+            f"i32 product widened to i64 overflows: {self.line.split('  [')[0]} widens "
+            f"{self.product.split('  [')[0]}, operands: "
+            + "; ".join(self.factors)
+            + f". The widened value ranges over {rng}, past the i32 limit {limit}. "
+            f"Computed at {self.location}; widen the factors to i64 before multiplying "
+            "(fx.Int64(a) * fx.Int64(b))"
+        )
 
 
 @dataclass(frozen=True)
@@ -333,7 +351,8 @@ def find_widenings(
         sinks = _address_sinks(mlir, op.result)
         if not sinks:
             continue
-        rng = _Range(mlir, bounds, tensor_names).of(op.operands[0])
+        ranges = _Range(mlir, bounds, tensor_names)
+        rng = ranges.of(op.operands[0])
         if rng is None:
             max_abs, overflow = None, None
         else:
@@ -350,9 +369,35 @@ def find_widenings(
                 sinks=tuple(mlir.line_of(s) for s in sinks),
                 max_abs=max_abs,
                 can_overflow=overflow,
+                value_range=rng,
+                factors=tuple(_describe_operand(mlir, ranges, v) for v in product.operands[:2]),
             )
         )
     return hazards
+
+
+def _describe_operand(mlir: MlirKernel, ranges: "_Range", value: str) -> str:
+    """ "%12 = llvm.mlir.constant(37748736 : i32) : i32 in [37748736, 37748736]"."""
+    op = mlir.defs.get(value)
+    text = op.text.split(" loc(")[0] if op else value
+    rng = ranges.of(value)
+    where = "?" if rng is None else f"[{rng[0]}, {rng[1]}]"
+    origin = _loaded_from(mlir, value, ranges.names)
+    return f"{text} in {where}" + (f" (loaded from {origin})" if origin else "")
+
+
+def _loaded_from(mlir: MlirKernel, value: str, names: list[str]) -> str | None:
+    """The kernel parameter a value was loaded from, when it is a load through a pointer
+    rooted at one (e.g. the expert id from SortedExpertIds); `names` are the tensor
+    parameters' source names, when known."""
+    op = mlir.defs.get(value)
+    if op is None or not _LOAD_OP.search(op.name) or not op.operands:
+        return None
+    root, _ = mlir.pointer_root(op.operands[0])
+    if root not in mlir.ptr_params:
+        return None
+    i = mlir.ptr_params.index(root)
+    return names[i] if i < len(names) else f"pointer parameter #{i} ({root})"
 
 
 def _find_product(mlir: MlirKernel, value: str) -> _Op | None:
@@ -604,7 +649,15 @@ def classify_isa(isa: str, kernel: str, weight_ptr: int) -> ViewVerdict:
     return ViewVerdict("isa", Addressing.UNDETERMINED, tuple(evidence))
 
 
+# Instructions whose destination is also an input: the SOPK forms (`s_mulk_i32 s14, 0x1800` is
+# s14 = s14 * 0x1800, which LLVM picks when a multiplier is not a power of two, e.g. the
+# production model_dim 6144) and multiply-accumulates. Dropping that input would lose the
+# expert id on its way into a whole_tensor offset.
+_READS_DEST = ("s_addk_", "s_mulk_", "s_cmovk_", "v_mac_", "v_fmac_")
+
+
 def _dests_sources(mn: str, ops: list[str]) -> tuple[list[str], list[str]]:
+    """(registers written, registers read) by one instruction, for the taint walk."""
     if mn.startswith(_NO_DEST):
         return [], [r for t in ops for r in _regs(t)]
     if mn.startswith(("s_cmp", "s_bitcmp")):
@@ -615,6 +668,8 @@ def _dests_sources(mn: str, ops: list[str]) -> tuple[list[str], list[str]]:
         return [], []
     sources = [r for t in ops[1:] for r in _regs(t)]
     dests = _regs(ops[0])
+    if mn.startswith(_READS_DEST):
+        sources += dests
     if mn.startswith(("s_addc", "s_subb", "s_cselect")):
         sources.append("scc")
     if mn.startswith("s_") and not mn.startswith(("s_mov", "s_cselect", "s_load", "s_buffer_load")):
@@ -676,11 +731,7 @@ def audit_dump_dir(
             addressing = Addressing.UNDETERMINED
         elif expected is not None and addressing != expected:
             problems.append(f"declared {expected.value} but compiled code is {addressing.value}")
-        problems += [
-            f"i32 product widened to i64 overflows (|x| <= {h.max_abs}) at {h.location}"
-            for h in hazards
-            if h.can_overflow
-        ]
+        problems += [h.describe() for h in hazards if h.can_overflow]
         audits.append(
             KernelAudit(
                 kernel=mlir.name,

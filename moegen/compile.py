@@ -14,11 +14,21 @@ vanished still compiles "successfully" to little more than s_endpgm).
 
 Register and spill counts come from the code-object metadata (the ``amdhsa.kernels`` YAML in
 the dumped ``*_final_isa.s``).
+
+Caches of compiled kernels (moegen.execute for the emulator, moegen.verify for the audit) key
+their entries with `source_fingerprint`: the SHA-256 of the module that defines the kernels and
+of every moegen module it imports, transitively (`traced_sources`; today moegen.flydsl_lib,
+whose device helpers are traced into every kernel, and moegen.launch with its imports), the
+flydsl version and the FLYDSL_* settings that reach the compiler. Editing any of them is a miss.
+Both caches live under `cache_home()`.
 """
 
 from __future__ import annotations
 
+import ast
 import fnmatch
+import hashlib
+import importlib.metadata
 import json
 import os
 import re
@@ -26,6 +36,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -41,6 +52,21 @@ DUMP_SUFFIXES = (".mlir", ".ll", ".s")
 STDERR_FAILURE = re.compile(r"^error:|LLVM ERROR|UNREACHABLE", re.MULTILINE)
 _TIMING_TAG = "MOEGEN_COMPILE_TIMING "
 _PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = "moegen"
+# Where traced_sources resolves `moegen.*` imports (a test points it at a copy to edit one).
+MOEGEN_DIR = Path(__file__).resolve().parent
+# FLYDSL_* variables that cannot change the code: set per compile by compile_env (dumps,
+# target arch from the key's own arch) or only used on a GPU / by the autotuner.
+_FLYDSL_ENV_IGNORED = frozenset(
+    {
+        "FLYDSL_DUMP_IR",
+        "FLYDSL_DUMP_DIR",
+        "FLYDSL_GPU_ARCH",
+        "FLYDSL_RUNTIME_CACHE_DIR",
+        "FLYDSL_AUTOTUNE_CACHE_DIR",
+        "FLYDSL_ROCM_AGENT_TIMEOUT",
+    }
+)
 
 # Runs in the child: import the module from its file, time the import and the entry call.
 _CHILD = """
@@ -132,6 +158,7 @@ class CompileResult:
     import_s: float | None  # importing the module (torch + flydsl + the kernels)
     compile_s: float | None  # the entry call: trace, lower, link (dumps roughly double it)
     stderr_errors: tuple[str, ...] = field(default=())
+    cached: bool = False  # served by compile_target_cached from an earlier identical compile
 
     @property
     def ok(self) -> bool:
@@ -277,20 +304,7 @@ def compile_target(target: CompileTarget) -> CompileResult:
         unique = list(dict.fromkeys(errors))
         problems.append(f"compiler reported {len(errors)} error line(s): " + " | ".join(unique))
 
-    kernels: list[KernelStats] = []
-    isa_files = sorted(dump_dir.glob(f"*/{ISA_GLOB}"))
-    for isa_path in isa_files:
-        for stats in read_kernel_stats(isa_path):
-            required = target.requirements_for(stats.name)
-            missing = tuple(p for p in required if not any(re.match(p, m) for m in stats.mnemonics))
-            stats = replace(stats, missing_isa=missing)
-            kernels.append(stats)
-            if stats.missing_isa:
-                problems.append(
-                    f"kernel {stats.name}: ISA has no instruction matching "
-                    + ", ".join(repr(p) for p in stats.missing_isa)
-                    + f" ({stats.instruction_count} instructions; compute lost?)"
-                )
+    kernels = _checked_kernels(target, dump_dir, problems)
     if returncode == 0 and not kernels:
         problems.append(f"no kernel ISA was dumped under {dump_dir} (did {target.entry}() launch?)")
 
@@ -308,6 +322,79 @@ def compile_target(target: CompileTarget) -> CompileResult:
     )
 
 
+def _checked_kernels(
+    target: CompileTarget, dump_dir: Path, problems: list[str]
+) -> list[KernelStats]:
+    """Stats of every kernel dumped under `dump_dir`; a problem for each one lacking an
+    instruction `target` requires."""
+    kernels: list[KernelStats] = []
+    for isa_path in sorted(dump_dir.glob(f"*/{ISA_GLOB}")):
+        for stats in read_kernel_stats(isa_path):
+            required = target.requirements_for(stats.name)
+            missing = tuple(p for p in required if not any(re.match(p, m) for m in stats.mnemonics))
+            stats = replace(stats, missing_isa=missing)
+            kernels.append(stats)
+            if stats.missing_isa:
+                problems.append(
+                    f"kernel {stats.name}: ISA has no instruction matching "
+                    + ", ".join(repr(p) for p in stats.missing_isa)
+                    + f" ({stats.instruction_count} instructions; compute lost?)"
+                )
+    return kernels
+
+
+_RESULT_FILE = "result.json"
+
+
+def compile_target_cached(target: CompileTarget, entry: Path) -> CompileResult:
+    """compile_target, served from the cache directory `entry` when an earlier compile with
+    the same key (the caller names `entry` by everything the code depends on, e.g. with
+    source_fingerprint) succeeded there.
+
+    Only ok compiles are stored (dump and timings, staged in a temporary directory renamed into
+    place, so concurrent writers never expose half an entry). A hit re-reads the stored dump
+    and re-checks the required ISA; its result's target.dump_dir is the entry's dump.
+    """
+    entry = Path(entry)
+    if (entry / _RESULT_FILE).is_file():
+        return _cached_result(target, entry)
+    result = compile_target(target)
+    if result.ok:
+        entry.parent.mkdir(parents=True, exist_ok=True)
+        staged = Path(tempfile.mkdtemp(dir=entry.parent, prefix=f".{entry.name}."))
+        try:
+            shutil.copytree(Path(target.dump_dir).resolve(), staged / "dump")
+            timing = {"import_s": result.import_s, "compile_s": result.compile_s}
+            (staged / _RESULT_FILE).write_text(json.dumps(timing))
+            staged.rename(entry)
+        except OSError:  # another process stored the same key first
+            pass
+        finally:
+            shutil.rmtree(staged, ignore_errors=True)
+    return result
+
+
+def _cached_result(target: CompileTarget, entry: Path) -> CompileResult:
+    """The CompileResult of a stored successful compile, its kernels re-checked."""
+    timing = json.loads((entry / _RESULT_FILE).read_text())
+    problems: list[str] = []
+    kernels = _checked_kernels(target, entry / "dump", problems)
+    if not kernels:
+        problems.append(f"cache entry {entry} holds no kernel ISA; delete it and re-run")
+    return CompileResult(
+        target=replace(target, dump_dir=entry / "dump"),
+        returncode=0,
+        problems=tuple(problems),
+        kernels=tuple(kernels),
+        stdout="",
+        stderr="",
+        wall_s=0.0,
+        import_s=timing.get("import_s"),
+        compile_s=timing.get("compile_s"),
+        cached=True,
+    )
+
+
 def compile_many(targets: Iterable[CompileTarget], jobs: int | None = None) -> list[CompileResult]:
     """Compile all targets, `jobs` subprocesses at a time (default: CPU count), in input order.
 
@@ -321,3 +408,92 @@ def compile_many(targets: Iterable[CompileTarget], jobs: int | None = None) -> l
     jobs = max(1, jobs or os.cpu_count() or 1)
     with ThreadPoolExecutor(max_workers=min(jobs, len(targets))) as pool:
         return list(pool.map(compile_target, targets))
+
+
+# ---- what a compiled kernel depends on (cache keys) --------------------------------------
+
+
+def cache_home() -> Path:
+    """moegen's cache directory: $MOEGEN_CACHE_DIR, else $XDG_CACHE_HOME/moegen
+    (default ~/.cache/moegen). Compile caches are subdirectories of it."""
+    if os.environ.get("MOEGEN_CACHE_DIR"):
+        return Path(os.environ["MOEGEN_CACHE_DIR"])
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(xdg) / PACKAGE
+
+
+def _module_file(dotted: str) -> list[Path]:
+    """The files Python executes to import `dotted` (a moegen module): each package's
+    __init__.py on the way, then the module itself (absent names resolve to nothing)."""
+    parts = dotted.split(".")[1:]
+    files = [MOEGEN_DIR / "__init__.py"]
+    for i in range(1, len(parts) + 1):
+        base = MOEGEN_DIR.joinpath(*parts[:i])
+        files += [base / "__init__.py", base.with_suffix(".py")]
+    return [f for f in files if f.is_file()]
+
+
+def _imported_names(path: Path) -> set[str]:
+    """Dotted names of the moegen modules `path` imports anywhere in its body (also inside
+    functions: a lazy import still runs while the kernel is traced)."""
+    here = path.resolve().parent
+    package = [PACKAGE]
+    if here.is_relative_to(MOEGEN_DIR):  # relative imports resolve inside the package
+        package += here.relative_to(MOEGEN_DIR).parts
+    names: set[str] = set()
+    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+        if isinstance(node, ast.Import):
+            names.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parent = package[: len(package) - node.level + 1] if node.level else []
+            base = ".".join(parent + ([node.module] if node.module else []))
+            names.add(base)
+            names.update(f"{base}.{alias.name}" for alias in node.names)
+    return {n for n in names if n == PACKAGE or n.startswith(PACKAGE + ".")}
+
+
+def traced_sources(module: Path) -> list[Path]:
+    """`module` and every moegen source file it imports, transitively, in a stable order.
+
+    A generated kernel module calls moegen.flydsl_lib helpers while FlyDSL traces it, so
+    their code is part of every kernel; following the imports (instead of a fixed list) keeps
+    a new helper module covered without anyone remembering to add it.
+    """
+    module = Path(module).resolve()
+    seen: dict[Path, None] = {module: None}
+    stack = [module]
+    while stack:
+        for name in sorted(_imported_names(stack.pop())):
+            for f in _module_file(name):
+                if f not in seen:
+                    seen[f] = None
+                    stack.append(f)
+    return [module, *sorted(p for p in seen if p != module)]
+
+
+def flydsl_settings(env: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The FLYDSL_* environment variables that can change generated code (e.g.
+    FLYDSL_COMPILE_OPT_LEVEL), from `env` (default os.environ)."""
+    env = os.environ if env is None else env
+    return {
+        k: v
+        for k, v in sorted(env.items())
+        if k.startswith("FLYDSL_") and k not in _FLYDSL_ENV_IGNORED
+    }
+
+
+def source_fingerprint(module: Path) -> dict[str, object]:
+    """What a kernel compiled from `module` depends on, besides its arch and arguments:
+    {"sources": {name: sha256} for traced_sources(module), "flydsl": version,
+    "flydsl_env": flydsl_settings()}. The module is named "module"; moegen files by their
+    path inside the package, so the fingerprint does not depend on the checkout's location."""
+    files = traced_sources(module)
+    sources = {"module": hashlib.sha256(files[0].read_bytes()).hexdigest()}
+    for f in files[1:]:
+        name = f"{PACKAGE}/{f.relative_to(MOEGEN_DIR).as_posix()}"
+        sources[name] = hashlib.sha256(f.read_bytes()).hexdigest()
+    return {
+        "sources": sources,
+        "flydsl": importlib.metadata.version("flydsl"),
+        "flydsl_env": flydsl_settings(),
+    }

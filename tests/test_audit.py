@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from moegen.audit import Addressing, audit_dump_dir
+from moegen.audit import Addressing, _dests_sources, audit_dump_dir
 from moegen.compile import CompileTarget, compile_many
 
 KERNELS = Path(__file__).parent / "kernels" / "expert_gemm.py"
@@ -101,6 +101,31 @@ def test_widening_range_is_evaluated_from_bounds(dumps):
     big = audit_one(d, weight="W", bounds={"ExpertIds": 2**20})
     assert big.hazards[0].can_overflow is True and not big.ok
     assert any("overflows" in p for p in big.problems)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_overflow_message_names_the_product_its_operands_and_ranges(dumps, arch):
+    """e * (N * K) with N = K = 64: the constant factor is 4096; with expert ids up to 2**20
+    the product reaches 2**20 * 4096 = 2**32 > 2**31 - 1."""
+    (problem,) = audit_one(
+        dumps["i32_widening", arch], weight="W", bounds={"ExpertIds": 2**20}
+    ).problems
+    assert problem.startswith("i32 product widened to i64 overflows: ")
+    assert "llvm.sext" in problem and "llvm.mul" in problem
+    assert f"in [0, {2**20}] (loaded from ExpertIds)" in problem
+    assert "llvm.mlir.constant(4096 : i32) : i32 in [4096, 4096]" in problem
+    assert f"ranges over [0, {2**32}], past the i32 limit {2**31 - 1}" in problem
+    assert f"Computed at {KERNELS}:" in problem and "fx.Int64(a) * fx.Int64(b)" in problem
+
+
+@pytest.mark.parametrize("mnemonic", ["s_mulk_i32", "s_addk_i32"])
+def test_k_form_instructions_read_their_destination(mnemonic):
+    """`s_mulk_i32 s14, 0x1800` is s14 *= 6144 (LLVM's choice for the production model_dim):
+    the expert id in s14 must stay in the taint, or a whole_tensor kernel audits as
+    undetermined at the production shape only."""
+    dests, sources = _dests_sources(mnemonic, ["s14", "0x1800"])
+    assert "s14" in dests and "s14" in sources
+    assert "s14" not in _dests_sources("s_mov_b32", ["s14", "0x1800"])[1]
 
 
 def test_unknown_weight_name_is_an_error(dumps):

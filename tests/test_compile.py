@@ -1,12 +1,24 @@
-"""moegen.compile: isolated compiles of real FlyDSL kernels, failure detection, ISA stats."""
+"""moegen.compile: isolated compiles of real FlyDSL kernels, failure detection, ISA stats,
+and what a compile cache must key on (traced sources, flydsl version and settings)."""
 
+import shutil
 from pathlib import Path
 
 import pytest
 
-from moegen.compile import CompileTarget, compile_many, compile_target
+from moegen import compile as compile_mod
+from moegen.compile import (
+    CompileTarget,
+    compile_many,
+    compile_target,
+    compile_target_cached,
+    source_fingerprint,
+    traced_sources,
+)
 
 KERNELS = Path(__file__).parent / "kernels" / "expert_gemm.py"
+ROOT = Path(__file__).resolve().parents[1]
+GENERATED_MODULE = ROOT / "generated" / "flydsl" / "moe_s1_bf16_per_expert_k1.py"
 REQUIRED = ("buffer_load", "v_mfma")
 
 
@@ -77,3 +89,70 @@ def test_stale_dump_is_cleared_but_foreign_files_are_refused(results, tmp_path):
         compile_target(CompileTarget(KERNELS, "compile_per_expert", "gfx942", tmp_path))
     r = compile_target(CompileTarget(KERNELS, "compile_per_expert", "gfx942", tmp_path / "d"))
     assert r.ok and not stale.exists()
+
+
+def test_traced_sources_follow_the_imports_of_a_generated_module():
+    """The generated module imports moegen.launch and moegen.flydsl_lib (traced into every
+    kernel); launch imports address_model and routing. The CLI side is not traced."""
+    files = traced_sources(GENERATED_MODULE)
+    assert files[0] == GENERATED_MODULE
+    moegen = ROOT / "moegen"
+    assert {
+        moegen / name
+        for name in ("__init__.py", "flydsl_lib.py", "launch.py", "address_model.py", "routing.py")
+    } <= set(files[1:])
+    assert not {moegen / "verify.py", moegen / "cli.py", moegen / "render.py"} & set(files)
+
+
+def _package_copy(tmp_path, monkeypatch) -> Path:
+    """A copy of the moegen package that traced_sources resolves imports in."""
+    copy = tmp_path / "moegen"
+    shutil.copytree(ROOT / "moegen", copy, ignore=shutil.ignore_patterns("__pycache__"))
+    monkeypatch.setattr(compile_mod, "MOEGEN_DIR", copy)
+    return copy
+
+
+def test_fingerprint_changes_with_a_traced_helper_only(tmp_path, monkeypatch):
+    copy = _package_copy(tmp_path, monkeypatch)
+    before = source_fingerprint(GENERATED_MODULE)
+    assert source_fingerprint(GENERATED_MODULE) == before  # deterministic
+    (copy / "verify.py").write_text("# not imported by a kernel module\n")
+    assert source_fingerprint(GENERATED_MODULE) == before
+    helper = copy / "flydsl_lib.py"
+    helper.write_text(helper.read_text().replace("def silu(", "def silu(  ", 1))
+    after = source_fingerprint(GENERATED_MODULE)
+    changed = {k for k in before["sources"] if before["sources"][k] != after["sources"][k]}
+    assert changed == {"moegen/flydsl_lib.py"}
+
+
+def test_fingerprint_changes_with_flydsl_version_and_settings(monkeypatch):
+    before = source_fingerprint(GENERATED_MODULE)
+    monkeypatch.setenv("FLYDSL_DUMP_DIR", "/elsewhere")  # where dumps go: not the code
+    assert source_fingerprint(GENERATED_MODULE) == before
+    monkeypatch.setenv("FLYDSL_COMPILE_OPT_LEVEL", "1")
+    assert source_fingerprint(GENERATED_MODULE)["flydsl_env"] == {"FLYDSL_COMPILE_OPT_LEVEL": "1"}
+    monkeypatch.delenv("FLYDSL_COMPILE_OPT_LEVEL")
+    monkeypatch.setattr(compile_mod.importlib.metadata, "version", lambda name: "0.0.0-other")
+    assert source_fingerprint(GENERATED_MODULE)["flydsl"] == "0.0.0-other"
+
+
+def test_cached_compile_is_reused_only_after_success(tmp_path, monkeypatch):
+    entry = tmp_path / "cache" / "gemm-key"
+    target = CompileTarget(KERNELS, "compile_per_expert", "gfx942", tmp_path / "d", REQUIRED)
+    first = compile_target_cached(target, entry)
+    assert first.ok and not first.cached and (entry / "dump").is_dir()
+    broken = CompileTarget(KERNELS, "no_such_entry", "gfx942", tmp_path / "e", REQUIRED)
+    failed = compile_target_cached(broken, tmp_path / "cache" / "broken-key")
+    assert not failed.ok and not (tmp_path / "cache" / "broken-key").exists()
+
+    def no_subprocess(*args, **kwargs):
+        raise AssertionError("a cache hit started a compile")
+
+    monkeypatch.setattr(compile_mod.subprocess, "run", no_subprocess)
+    hit = compile_target_cached(target, entry)
+    assert hit.ok and hit.cached and hit.target.dump_dir == entry / "dump"
+    assert [k.name for k in hit.kernels] == [k.name for k in first.kernels] == ["gemm_per_expert_0"]
+    assert hit.compile_s == first.compile_s
+    # the stored ISA is re-checked against the caller's requirements on every hit
+    demanding = CompileTarget(KERNELS, "compile_per_expert", "gfx942", tmp_path / "d", ("v_nope",))
+    assert not compile_target_cached(demanding, entry).ok

@@ -1,8 +1,10 @@
-"""moegen verify: real compiles of generated modules, the summary table, and failing variants."""
+"""moegen verify: real compiles of generated modules at every shipped shape, the summary
+table, and failing variants (incl. an i32 rebase that only overflows at the production shape)."""
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import re
 import shutil
 import sys
@@ -11,7 +13,8 @@ from pathlib import Path
 import pytest
 
 from moegen import verify
-from moegen.compile import CompileTarget
+from moegen.cli import main as moegen_main
+from moegen.compile import CompileResult, CompileTarget
 from moegen.expand import enumerate_variants
 from moegen.spec import Shape
 
@@ -31,12 +34,15 @@ def prepare(*args, **kwargs):
 '''
 
 
-def table_rows(out: str) -> dict[tuple[str, str], list[str]]:
-    """(variant, arch) -> the row's cells, from the printed summary table."""
+PRODUCTION = Shape("production", experts=128, model_dim=6144, inter=3072, topk=4)
+
+
+def table_rows(out: str) -> dict[tuple[str, str, str], list[str]]:
+    """(variant, arch, shape) -> the row's cells, from the printed summary table."""
     rows = {}
     for line in out.split("\n\n")[0].splitlines()[2:]:
         cells = line.split()
-        rows[cells[0], cells[1]] = cells
+        rows[cells[0], cells[1], cells[2]] = cells
     return rows
 
 
@@ -72,11 +78,12 @@ def test_atomics_are_required_where_partial_sums_meet():
     assert all("buffer_load" in r for r in required.values())
 
 
-def test_bounds_come_from_the_production_shape():
+def test_bounds_come_from_the_audited_shape():
     (v,) = enumerate_variants(SPEC, ["moe_s1_bf16_per_expert_k2"])
-    shape = Shape("production", experts=128, model_dim=6144, inter=3072, topk=4)
-    bounds = verify.production_bounds(v, shape)
-    tokens = verify.production_tokens(v, shape)
+    shape = PRODUCTION
+    assert verify.admitted_experts(v, shape) == 128  # per_expert: one 75.5 MB slab per offset
+    bounds = verify.runtime_bounds(v, shape, 128)
+    tokens = verify.max_tokens(v, shape, 128)
     # the split-K float32 partials [tokens * topk, 2 * inter] limit the token count
     assert tokens * 4 * 2 * 3072 * 4 < 2**32 <= (tokens + 1) * 4 * 2 * 3072 * 4
     assert bounds["SortedExpertIds"] == 127
@@ -84,16 +91,86 @@ def test_bounds_come_from_the_production_shape():
     assert (bounds["block_idx.y"] + 1) * 16 == bounds["NumValidIds"] >= tokens * 4
 
 
+@pytest.mark.parametrize(
+    "name, experts",
+    [
+        # W1 slab = 2 * 3072 * 6144 * 2 B = 75,497,472 B; 2**32 / that = 56.9 -> 56 experts
+        ("moe_s1_bf16_whole_tensor_k1", 56),
+        # W2 slab = 6144 * 3072 * 2 B = 37,748,736 B; 2**32 / that = 113.8 -> 113 experts
+        ("moe_s2_fp16_whole_tensor", 113),
+        ("moe_s2_fp16_per_expert", 128),
+    ],
+)
+def test_expert_ids_are_bounded_by_what_the_launcher_admits(tmp_path, name, experts):
+    """A whole_tensor launcher refuses 128 experts at the production shape, so the kernel
+    only ever sees the expert ids the guard admits; compile and bounds use that count."""
+    (v,) = enumerate_variants(SPEC, [name])
+    assert verify.admitted_experts(v, PRODUCTION) == experts
+    checks = verify.plan_checks(SPEC, [v], ["gfx942"], tmp_path, ["production"])
+    (check,) = checks
+    assert check.experts == experts and check.bounds["SortedExpertIds"] == experts - 1
+    assert f"'experts': {experts}," in check.target.module.read_text()
+    reduced = experts != PRODUCTION.experts
+    assert check.shape_cell == (f"production[E={experts}]" if reduced else "production")
+    assert ("the most the launch guard admits" in check.describe_shape()) == reduced
+
+
+def test_every_variant_is_planned_at_every_shipped_shape_and_arch(tmp_path):
+    variants = enumerate_variants(SPEC, ["*bf16*"])
+    checks = verify.plan_checks(SPEC, variants, [], tmp_path)
+    planned = {(c.variant.name, c.shape.name, c.arch) for c in checks}
+    assert planned == {
+        (v.name, shape, arch)
+        for v in variants
+        for shape in ("small", "production")
+        for arch in v.archs
+    }
+    assert len(checks) == len(planned)  # one driver each
+    for c in checks:
+        text = c.target.module.read_text()
+        dims = (c.shape.model_dim, c.shape.inter, c.shape.topk)
+        assert (
+            f"'model_dim': {dims[0]}, 'inter': {dims[1]}," in text and f"'topk': {dims[2]}," in text
+        )
+        assert c.module == (ROOT / "generated" / c.variant.module_relpath).resolve()
+    with pytest.raises(ValueError, match="no shape named 'prod'.*choose from: small, production"):
+        verify.plan_checks(SPEC, variants, [], tmp_path, ["prod"])
+
+
+def test_tile_column_appears_when_tiles_differ(tmp_path):
+    """Each declared tile is its own variant (and module); when rows differ in tile the table
+    names it, so two tiles of one kernel are told apart."""
+    (v,) = enumerate_variants(SPEC, ["moe_s2_bf16_per_expert"])
+    (check,) = verify.plan_checks(SPEC, [v], ["gfx942"], tmp_path, ["small"])
+    wide = dataclasses.replace(check, variant=dataclasses.replace(v, tile_n=128))
+
+    def outcome(c: verify.Check) -> verify.Outcome:
+        compiled = CompileResult(
+            c.target, 1, ("exited with status 1",), (), "", "", 0.0, None, None
+        )
+        return verify.Outcome(c, compiled, (), compiled.problems, ())
+
+    header = verify.format_table([outcome(check)]).splitlines()[0].split()
+    assert header[:4] == ["variant", "arch", "shape", "compile"]
+    table = verify.format_table([outcome(check), outcome(wide)]).splitlines()
+    assert table[0].split()[:4] == ["variant", "arch", "shape", "tile"]
+    assert [row.split()[3] for row in table[2:]] == ["16x64x64", "16x128x64"]
+
+
 def test_register_adds_the_verify_command():
     parser = argparse.ArgumentParser(prog="moegen")
     verify.register(parser.add_subparsers(dest="command"))
-    args = parser.parse_args(["verify", "-k", "*s2*", "--arch", "gfx950", "--jobs", "3"])
+    args = parser.parse_args(
+        ["verify", "-k", "*s2*", "--arch", "gfx950", "--jobs", "3", "--shape", "production"]
+    )
     assert args.func is verify.run
-    assert (args.k, args.arch, args.jobs, args.variants) == (
+    assert (args.k, args.arch, args.jobs, args.variants, args.shape, args.no_cache) == (
         ["*s2*"],
         ["gfx950"],
         3,
         "variants.yaml",
+        ["production"],
+        False,
     )
 
 
@@ -103,17 +180,22 @@ def test_empty_selection_fails(capsys):
 
 
 def test_bf16_variants_compile_and_audit_clean_on_gfx942(capsys):
+    """Every bf16 variant at every shipped shape (compiles reused from the verify cache when
+    `moegen verify` ran on this tree first; the audit always re-runs)."""
     argv = ["--variants", str(SPEC), "-k", "*bf16*", "--arch", "gfx942", "--jobs", "2"]
     assert verify.main(argv) == 0
     out = capsys.readouterr().out
     rows = table_rows(out)
     expected = {v.name: v for v in enumerate_variants(SPEC, ["*bf16*"])}
-    assert set(rows) == {(name, "gfx942") for name in expected}
-    for (name, _), cells in rows.items():
-        assert cells[3] == expected[name].addressing  # found == declared
-        assert cells[4] == "none"  # no i32 product widened into an address
+    shapes = {"small", "production", "production[E=56]", "production[E=113]"}
+    assert {(name, arch) for name, arch, _ in rows} == {(name, "gfx942") for name in expected}
+    assert len(rows) == 2 * len(expected) and {shape for *_, shape in rows} <= shapes
+    for (name, _, _), cells in rows.items():
+        assert cells[4] == expected[name].addressing  # found == declared
+        assert cells[5] == "none"  # no i32 product widened into an address
         assert cells[-2:] == ["0", "ok"]  # no spills
-    assert f"{len(expected)}/{len(expected)} passed, 0 failed; wall" in out
+    n = 2 * len(expected)
+    assert f"{n}/{n} passed, 0 failed; wall" in out
 
 
 def test_failures_are_reported_and_the_others_continue(tmp_path, capsys, monkeypatch):
@@ -128,6 +210,7 @@ def test_failures_are_reported_and_the_others_continue(tmp_path, capsys, monkeyp
     (modules / "moe_s2_fp16_per_expert.py").write_text(ABORTING_MODULE)
     monkeypatch.setattr(sys.stdout, "isatty", lambda: True)
     argv = ["--variants", str(tmp_path / "variants.yaml"), "--arch", "gfx942", "--jobs", "2"]
+    argv += ["--shape", "small", "--no-cache"]
     for name in ("moe_s2_bf16_whole_tensor", "moe_s2_bf16_per_expert", "moe_s2_fp16_per_expert"):
         argv += ["-k", name]
     assert verify.main(argv) == 1
@@ -135,11 +218,11 @@ def test_failures_are_reported_and_the_others_continue(tmp_path, capsys, monkeyp
     assert "\r\x1b[Kverify 3/3: " in out  # progress line on a TTY
     out = out.rsplit("\r\x1b[K", 1)[1]
     rows = table_rows(out)
-    assert rows["moe_s2_bf16_whole_tensor", "gfx942"][-1] == "ok"
-    mismatch = rows["moe_s2_bf16_per_expert", "gfx942"]
-    assert mismatch[3:6] == ["whole_tensor", "!=", "per_expert"] and mismatch[-1] == "FAIL"
-    assert rows["moe_s2_fp16_per_expert", "gfx942"][2:4] == ["-", "-"]
-    assert rows["moe_s2_fp16_per_expert", "gfx942"][-1] == "FAIL"
+    assert rows["moe_s2_bf16_whole_tensor", "gfx942", "small"][-1] == "ok"
+    mismatch = rows["moe_s2_bf16_per_expert", "gfx942", "small"]
+    assert mismatch[4:7] == ["whole_tensor", "!=", "per_expert"] and mismatch[-1] == "FAIL"
+    assert rows["moe_s2_fp16_per_expert", "gfx942", "small"][3:5] == ["-", "-"]
+    assert rows["moe_s2_fp16_per_expert", "gfx942", "small"][-1] == "FAIL"
     failures = out.split("failures:")[1]
     assert "declared per_expert but compiled code is whole_tensor" in failures
     assert "killed by SIGABRT" in failures
@@ -156,11 +239,66 @@ def test_widening_fails_only_when_the_bounds_let_it_overflow(tmp_path):
             "gfx942",
             CompileTarget(KERNELS, "compile_i32_widening", "gfx942", tmp_path / name),
             bounds,
+            PRODUCTION,
+            128,
+            KERNELS,
         )
         for name, bounds in (("unknown", {}), ("overflow", {"ExpertIds": 2**20}))
     ]
     unknown, overflow = verify.run_checks(checks, 2, lambda outcome: None)
     assert unknown.ok and len(unknown.warnings) == 1 and "unknown range" in unknown.warnings[0]
-    assert verify.format_table([unknown]).splitlines()[2].split()[4:6] == ["1", "unknown"]
+    assert verify.format_table([unknown]).splitlines()[2].split()[5:7] == ["1", "unknown"]
     assert not overflow.ok and any("overflows" in p for p in overflow.problems)
-    assert verify.format_table([overflow]).splitlines()[2].split()[4:6] == ["1", "overflow"]
+    assert verify.format_table([overflow]).splitlines()[2].split()[5:7] == ["1", "overflow"]
+
+
+# The reviewer's mutation (FlyDSL HEAD's fp8 rebase): the expert offset multiplied in i32 and
+# widened afterwards. In the shipped macro both factors are widened before the multiply.
+SAFE_REBASE = "fx.Int64(expert) * fx.Int64({{ rows }} * {{ cols }})"
+I32_REBASE = "fx.Int64(expert * ({{ rows }} * {{ cols }}))"
+MUTATED = "moe_s1_bf16_per_expert_k1"
+
+
+def test_i32_rebase_fails_at_the_production_shape_on_both_archs(project_copy, capsys):
+    """At `small` the product folds to expert * 65,536 (2 * 128 * 256), at most 3 * 65,536 =
+    196,608: bounded, which is why a small-shape-only verify passed it. At `production` the
+    constant is 2 * 3072 * 6144 = 37,748,736 and expert ids reach 127: 127 * 37,748,736 =
+    4,794,089,472 > 2**31 - 1 = 2,147,483,647, so verify must fail on both archs, naming the
+    product, its operands' ranges and the shape."""
+    macro = project_copy / "templates" / "flydsl" / "_addressing.j2"
+    text = macro.read_text()
+    assert text.count(SAFE_REBASE) == 1
+    macro.write_text(text.replace(SAFE_REBASE, I32_REBASE))
+    assert moegen_main(["render", "-k", MUTATED]) == 0
+    module = project_copy / "generated" / "flydsl" / f"{MUTATED}.py"
+    assert "fx.Int64(expert * (2 * inter * model_dim))" in module.read_text()
+    spec = project_copy / "variants.yaml"
+    checks = verify.plan_checks(
+        spec, enumerate_variants(spec, [MUTATED]), [], project_copy / "work"
+    )
+    outcomes = {
+        (o.check.shape.name, o.check.arch): o
+        for o in verify.run_checks(checks, 2, lambda outcome: None, cache=None)
+    }
+    assert set(outcomes) == {(s, a) for s in ("small", "production") for a in ("gfx942", "gfx950")}
+    for arch in ("gfx942", "gfx950"):
+        small = outcomes["small", arch]
+        assert small.ok, small.problems
+        (hazard,) = [h for a in small.audits for h in a.hazards]
+        assert (hazard.can_overflow, hazard.value_range) == (False, (0, 3 * 65536))
+
+        production = outcomes["production", arch]
+        assert not production.ok
+        (problem,) = production.problems
+        assert "i32 product widened to i64 overflows" in problem
+        assert "llvm.sext" in problem and "llvm.mul" in problem
+        assert "in [0, 127] (loaded from SortedExpertIds)" in problem
+        assert "llvm.mlir.constant(37748736 : i32) : i32 in [37748736, 37748736]" in problem
+        assert "ranges over [0, 4794089472], past the i32 limit 2147483647" in problem
+        assert "production (model_dim 6144, inter 3072, experts 128, topk 4)" in problem
+        assert f"{module}:" in problem  # the generated line that computes it
+    report = verify.format_report(list(outcomes.values()), 0.0)
+    assert "2/4 passed, 2 failed" in report
+    rows = table_rows(report)
+    assert rows[MUTATED, "gfx942", "production"][5:7] == ["1", "overflow"]
+    assert rows[MUTATED, "gfx942", "small"][5:7] == ["1", "bounded"]
