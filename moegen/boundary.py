@@ -4,7 +4,8 @@ The address model decides each variant's cases at render time (they are literals
 generated test); this module runs one case:
 
 - an addressable case runs the variant's kernels on an executor (real ROCm GPU or the CPU
-  emulator) and returns cos_dist against an fp32 reference;
+  emulator) and returns the per-row moegen.verdict against an fp32 reference, on
+  moegen.verdict's data recipe (pre-activations of a few units, where SiLU is not linear);
 - an unaddressable case must be refused by the launcher's guard (a ValueError naming the
   tensor and the 32-bit limit) before anything is launched.
 
@@ -12,7 +13,8 @@ Production shapes are made affordable on a CPU the way real bugs are found: toke
 to the highest experts (largest weight offsets), weights are `torch.empty` (virtual memory)
 with only the rows the checked workgroups read filled in, and the emulator runs only those
 workgroups: the first and last N-block, for the first and last M-block of the highest expert
-and the first M-block of the lowest routed expert. Only their outputs are compared.
+and the first M-block of the lowest routed expert. Only their outputs are compared, row by
+row, so the verdict would also see a wrong row routed to any other expert.
 """
 
 from __future__ import annotations
@@ -22,13 +24,10 @@ from types import ModuleType
 
 import torch
 
-from . import execute, routing
+from . import execute, routing, verdict
 from .address_model import TOKEN_COUNTS, BoundaryCase
-from .reference import cos_dist
 
-X_SCALE, W_SCALE = 0.1, 0.05  # the seed's data recipe
-TOKEN_MASK, TOKEN_BITS = (1 << 24) - 1, 24
-COS_DIST_LIMIT = 0.01
+TOKEN_MASK, TOKEN_BITS = (1 << routing.TOKEN_BITS) - 1, routing.TOKEN_BITS
 
 
 @dataclass(frozen=True)
@@ -88,10 +87,10 @@ def _covered(v: dict, case: BoundaryCase, sorted_routing, n_total: int) -> Cover
     return Covered(rows, cols, n_blocks, m_blocks, v["k_batch"])
 
 
-def _fill(t: torch.Tensor, index: tuple, gen: torch.Generator, scale: float) -> None:
-    """t[index] = randn * scale, touching only those elements (index may be advanced)."""
+def _fill(t: torch.Tensor, index: tuple, gen: torch.Generator, std: float) -> None:
+    """t[index] = N(0, std^2) samples, touching only those elements (index may be advanced)."""
     shape = torch.empty(t.shape, device="meta")[index].shape
-    t[index] = (torch.randn(shape, generator=gen) * scale).to(t.device, t.dtype)
+    t[index] = verdict.randn(shape, gen, std).to(t.device, t.dtype)
 
 
 def _all_rows(sorted_routing, tokens: set[int]) -> list[tuple[int, int, int, float]]:
@@ -117,8 +116,9 @@ def run_case(
     model_dim: int,
     arch: str,
     seed: int = 0,
-) -> float:
-    """Run an addressable case on `executor`; returns cos_dist of the checked outputs.
+) -> verdict.Verdict:
+    """Run an addressable case on `executor`; returns the per-row verdict of the checked
+    outputs (stage 1: each checked (token, slot) row; stage 2: each checked token row).
 
     The emulator runs only the checked workgroups; a GPU runs the whole grid, so for stage 2
     (whose output rows sum every slot of a token) the reference then sums all of a checked
@@ -137,12 +137,12 @@ def run_case(
     if v["stage"] == 1:
         w = torch.empty(E, 2 * inter, D, dtype=wdt, device=device)  # virtual until filled
         x = torch.empty(T, D, dtype=act, device=device)
-        _fill(x, (torch.tensor(sorted({0} | checked_tokens)),), gen, X_SCALE)
+        _fill(x, (torch.tensor(sorted({0} | checked_tokens)),), gen, verdict.ACT_STD)
         for e in routed:
-            _fill(w, (e, cov.cols), gen, W_SCALE)
-            _fill(w, (e, cov.cols + inter), gen, W_SCALE)
+            _fill(w, (e, cov.cols), gen, verdict.weight_std(D))
+            _fill(w, (e, cov.cols + inter), gen, verdict.weight_std(D))
         plan = module.prepare(x, w, *on_device, topk=K)
-        out = execute.run(plan, executor, arch=arch, only_wgs=cov.only_wgs).cpu()
+        out, ambiguous = _execute(plan, executor, arch, cov)
         got = torch.stack([out[t, s, cov.cols].float() for t, s, _, _ in cov.rows])
         ref = []
         for t, s, e, rw in cov.rows:
@@ -151,21 +151,61 @@ def run_case(
             up = w[e, cov.cols + inter].float().cpu() @ xf
             h = torch.nn.functional.silu(gate) * up
             ref.append(h * rw if v["doweight"] else h)
-        return cos_dist(got, torch.stack(ref))
+        keys = [verdict.RowKey(t, s, (e,)) for t, s, e, _ in cov.rows]
+        checked = {(t, s) for t, s, _, _ in cov.rows}
+        ref_rows = torch.stack(ref)
+        return _judge(got, ref_rows, keys, out.dtype, w, ambiguous, sorted_routing, v, checked)
     w = torch.empty(E, D, inter, dtype=wdt, device=device)
     a2 = torch.empty(T * K, inter, dtype=act, device=device)
-    _fill(a2, (torch.tensor(sorted({0} | {t * K + s for t, s, _, _ in rows})),), gen, X_SCALE)
+    a2_rows = torch.tensor(sorted({0} | {t * K + s for t, s, _, _ in rows}))
+    _fill(a2, (a2_rows,), gen, verdict.ACT_STD)
     for e in routed:
-        _fill(w, (e, cov.cols), gen, W_SCALE)
+        _fill(w, (e, cov.cols), gen, verdict.weight_std(inter))
     plan = module.prepare(a2, w, *on_device, topk=K)
-    out = execute.run(plan, executor, arch=arch, only_wgs=cov.only_wgs).cpu()
+    out, ambiguous = _execute(plan, executor, arch, cov)
     ref: dict[int, torch.Tensor] = {}
+    experts: dict[int, list[int]] = {}
     for t, s, e, rw in rows:
         contrib = (w[e, cov.cols].float().cpu() @ a2[t * K + s].float().cpu()) * rw
         ref[t] = ref.get(t, 0) + contrib
+        experts.setdefault(t, []).append(e)
     toks = sorted(ref)
     got = torch.stack([out[t, cov.cols].float() for t in toks])
-    return cos_dist(got, torch.stack([ref[t] for t in toks]))
+    keys = [verdict.RowKey(t, None, tuple(sorted(experts[t]))) for t in toks]
+    checked = {(t, s) for t, s, _, _ in rows}
+    ref_rows = torch.stack([ref[t] for t in toks])
+    return _judge(got, ref_rows, keys, out.dtype, w, ambiguous, sorted_routing, v, checked)
+
+
+def _execute(plan, executor: str, arch: str, cov: Covered) -> tuple[torch.Tensor, list]:
+    """(result on the CPU, the emulator's ambiguous accesses; none on a GPU)."""
+    if executor == "emulator":
+        run = execute.emulate(plan, arch=arch, only_wgs=cov.only_wgs)
+        return run.result, run.ambiguous_accesses
+    return execute.run(plan, executor, arch=arch).cpu(), []
+
+
+def _judge(
+    got: torch.Tensor,
+    ref: torch.Tensor,
+    keys: list[verdict.RowKey],
+    out_dtype: torch.dtype,
+    weight: torch.Tensor,
+    ambiguous: list,
+    sorted_routing,
+    v: dict,
+    checked: set[tuple[int, int]],
+) -> verdict.Verdict:
+    """verdict.judge of the checked rows, keeping the ambiguous accesses that touch them."""
+    touching = verdict.touching(ambiguous, sorted_routing[0], v["tile_m"], checked, TOKEN_BITS)
+    return verdict.judge(
+        got,
+        ref,
+        keys,
+        out_dtype=out_dtype,
+        slab_bytes=verdict.slab_bytes(weight),
+        ambiguous=touching,
+    )
 
 
 def guard_message(module: ModuleType, case: BoundaryCase, *, model_dim: int, arch: str) -> str:
@@ -173,7 +213,8 @@ def guard_message(module: ModuleType, case: BoundaryCase, *, model_dim: int, arc
     ValueError text. AssertionError if it did not refuse (it must, before any launch)."""
     v = module.VARIANT
     act, wdt = _dtypes(module, arch)
-    _, _, sorted_routing = _routing(case, v["tile_m"], seed=0)
+    _, _, cpu_routing = _routing(case, v["tile_m"], seed=0)
+    sorted_routing = tuple(t.to("meta") for t in cpu_routing)  # one device: only the guard speaks
     E, D, inter, T, K = case.experts, model_dim, case.inter, case.tokens, case.topk
     if v["stage"] == 1:
         operands = (

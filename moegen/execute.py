@@ -11,12 +11,15 @@ post-steps). `run(plan, executor)` executes it:
   a 9 GiB weight costs nothing) and calls the launcher with the same constexprs.
 
 Compiles are cached under ``$MOEGEN_CACHE_DIR/kernels`` (default ``~/.cache/moegen/kernels``),
-keyed by kernel, launcher, arch, constexprs, operand dtypes and ranks, the flydsl version and a
-hash of the generated module's source; a cache hit starts no subprocess. FlyDSL keeps tensor
-shapes dynamic (only constexprs are baked into the code), so token counts share a compile.
+keyed by kernel, launcher, arch, constexprs, operand dtypes and ranks, the compile entry, and
+moegen.compile.source_fingerprint of the generated module: the hashes of the module and of every
+moegen module it imports transitively (moegen.flydsl_lib is traced into every kernel), the
+flydsl version and the FLYDSL_* settings. Editing any of them is a miss, so a warm cache never
+serves a kernel built from old code; a hit starts no subprocess. FlyDSL keeps tensor shapes
+dynamic (only constexprs are baked into the code), so token counts share a compile.
 
-`make_problem` builds a whole test case for a generated module (inputs with the seed's data
-recipe, routing, fp32 reference); the generated per-variant tests and `moegen emulate` use it.
+`make_problem` builds a whole test case for a generated module (inputs with moegen.verdict's
+data recipe, routing, fp32 reference; Problem.judge gives the per-row verdict); the generated per-variant tests and `moegen emulate` use it.
 """
 
 from __future__ import annotations
@@ -26,7 +29,6 @@ import importlib.metadata
 import importlib.util
 import inspect
 import json
-import os
 import shutil
 import tempfile
 import time
@@ -38,7 +40,7 @@ from typing import Literal
 
 import torch
 
-from moegen import reference, routing
+from moegen import reference, routing, verdict
 from moegen.launch import KernelCall, LaunchPlan, run_plan
 
 EXECUTORS = ("rocm", "emulator")
@@ -97,6 +99,9 @@ class Emulated:
     emulate_s: float  # kernel launches in the emulator (excludes torch pre/post steps)
     overflows: dict[str, int] = field(default_factory=dict)  # with check_overflow: see Emulator
     stats: dict[str, int] = field(default_factory=dict)  # emulator counters (mfma, bytes, ...)
+    # moegen.emulator.AmbiguousAccess of every kernel: buffer accesses whose result depends on
+    # whether voffset + inst_offset wraps at 2**32 (a verdict touching one is inconclusive)
+    ambiguous_accesses: list = field(default_factory=list)
 
 
 def run(
@@ -142,18 +147,19 @@ def emulate(
     wgs = None if only_wgs is None else [tuple(w) for w in only_wgs]
     for step in plan.pre:
         step.fn()
-    emulate_s, overflows, stats = 0.0, {}, {}
+    emulate_s, overflows, stats, ambiguous = 0.0, {}, {}, []
     for call, mlir in zip(plan.kernels, mlir_paths):
         emu = Emulator(mlir, arch=arch, check_overflow=check_overflow)
         t0 = time.perf_counter()
         emu.launch(_kernel_symbol(emu, call), list(call.args), only_wgs=wgs)
         emulate_s += time.perf_counter() - t0
         overflows.update(emu.overflows)
+        ambiguous.extend(emu.ambiguous_accesses)
         for key, value in emu.stats.items():
             stats[key] = stats.get(key, 0) + value
     for step in plan.post:
         step.fn()
-    return Emulated(plan.result, compile_s, emulate_s, overflows, stats)
+    return Emulated(plan.result, compile_s, emulate_s, overflows, stats, ambiguous)
 
 
 def _kernel_symbol(emu, call: KernelCall) -> str:
@@ -175,10 +181,9 @@ class CompileFailed(RuntimeError):
 
 def cache_root() -> Path:
     """Where compiled kernels are cached: $MOEGEN_CACHE_DIR/kernels (~/.cache/moegen/kernels)."""
-    root = os.environ.get("MOEGEN_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "moegen"
-    )
-    return Path(root) / "kernels"
+    from moegen.compile import cache_home
+
+    return cache_home() / "kernels"
 
 
 def _operands(call: KernelCall) -> list[tuple[list[int], str]]:
@@ -197,7 +202,10 @@ def _launcher_source(call: KernelCall) -> tuple[str, Path]:
 
 
 def cache_key(call: KernelCall, arch: str) -> str:
-    """Hex digest naming the compile of `call` for `arch` (what the cache entry depends on)."""
+    """Hex digest naming the compile of `call` for `arch`: everything the compiled kernel
+    depends on (see the module docstring), so a changed input is a different entry."""
+    from moegen.compile import source_fingerprint
+
     launcher, module = _launcher_source(call)
     key = {
         "kernel": call.kernel_name,
@@ -205,8 +213,8 @@ def cache_key(call: KernelCall, arch: str) -> str:
         "arch": arch,
         "constexprs": dict(sorted(call.constexprs.items())),
         "operands": [(len(shape), dtype) for shape, dtype in _operands(call)],
-        "flydsl": importlib.metadata.version("flydsl"),
-        "module_sha256": hashlib.sha256(module.read_bytes()).hexdigest(),
+        "entry_sha256": hashlib.sha256(_ENTRY_SOURCE.encode()).hexdigest(),
+        **source_fingerprint(module),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
     return f"{call.kernel_name}-{arch}-{digest}"
@@ -316,6 +324,49 @@ class Problem:
         mask = self.covered(only_wgs)
         return reference.cos_dist(result.float()[mask], self.reference[mask])
 
+    def judge(
+        self,
+        result: torch.Tensor,
+        only_wgs: Iterable[tuple[int, ...]] | None = None,
+        ambiguous: Sequence = (),
+    ) -> verdict.Verdict:
+        """Per-row verdict of a result (see moegen.verdict): stage 1 judges each (token, slot)
+        row, over the outputs the workgroups computed when only_wgs is given (see covered());
+        stage 2 judges each token row. `ambiguous` are the emulator's AmbiguousAccesses; those
+        of a workgroup holding a checked row make the verdict INCONCLUSIVE."""
+        got, ref = result.float(), self.reference
+        stage1 = self.module.VARIANT["stage"] == 1
+        if only_wgs is not None:
+            mask = self.covered(only_wgs)
+            got, ref = torch.where(mask, got, 0.0), torch.where(mask, ref, 0.0)  # NaN-safe
+            checked = mask.any(-1)
+        else:
+            checked = torch.ones(ref.shape[:-1], dtype=torch.bool)
+        ids = self.topk_ids.tolist()
+        if stage1:
+            index = checked.nonzero().tolist()
+            keys = [verdict.RowKey(t, s, (ids[t][s],)) for t, s in index]
+            rows = {(t, s) for t, s in index}
+            got, ref = got[checked], ref[checked]
+        else:
+            keys = [verdict.RowKey(t, None, tuple(ids[t])) for t in range(ref.shape[0])]
+            rows = {(t, s) for t in range(ref.shape[0]) for s in range(self.topk)}
+        touching = verdict.touching(
+            ambiguous,
+            self.sorted_routing[0],
+            self.module.VARIANT["tile_m"],
+            rows,
+            routing.TOKEN_BITS,
+        )
+        return verdict.judge(
+            got,
+            ref,
+            keys,
+            out_dtype=result.dtype,
+            slab_bytes=verdict.slab_bytes(self.weight),
+            ambiguous=touching,
+        )
+
     def covered(self, only_wgs: Iterable[tuple[int, ...]]) -> torch.Tensor:
         """Boolean mask of the stage-1 outputs [tokens, topk, inter] that the workgroups
         (x = N tile, y = M block, z = K slice) compute completely: every K slice of an (x, y)
@@ -356,13 +407,14 @@ def make_problem(
     lazy_weights: bool = False,
     arch: str = "gfx942",
 ) -> Problem:
-    """Build a case for a generated module with the seed's data recipe (x * 0.1, w * 0.05).
+    """Build a case for a generated module with moegen.verdict's data recipe (x ~ N(0, 1),
+    w ~ N(0, weight_std(K)^2): pre-activations of std PREACT_STD, where SiLU is far from linear).
 
     route="random": each token picks topk distinct experts at random among those not listed in
     idle_experts (so an expert with no rows is easy to include); "highest": tokens go to the
     topk highest-numbered experts (the largest weight offsets), each slot a different one.
     lazy_weights: the weight tensor is torch.empty and only routed experts are filled, so a
-    9 GiB tensor costs only their slabs; the reference then reads only those slabs too.
+    9 GiB tensor costs only their slabs; the reference reads only those slabs, one at a time.
     Dtypes are the module's for `arch`.
     """
     variant = module.VARIANT
@@ -387,24 +439,17 @@ def make_problem(
     stage1 = variant["stage"] == 1
     rows, k = (2 * inter, model_dim) if stage1 else (model_dim, inter)
     act_shape = (tokens, model_dim) if stage1 else (tokens * topk, inter)
-    act = (torch.randn(act_shape, generator=gen) * 0.1).to(act_dtype)
+    act = verdict.randn(act_shape, gen, verdict.ACT_STD).to(act_dtype)
+    std = verdict.weight_std(k)
     used = sorted(topk_ids.unique().tolist())
-    if lazy_weights:
-        weight = torch.empty(experts, rows, k, dtype=weight_dtype)
-        for e in used:
-            weight[e] = (torch.randn(rows, k, generator=gen) * 0.05).to(weight_dtype)
-    else:
-        weight = (torch.randn(experts, rows, k, generator=gen) * 0.05).to(weight_dtype)
+    weight = torch.empty(experts, rows, k, dtype=weight_dtype)
+    for e in used if lazy_weights else range(experts):  # one slab at a time: no fp32 copy
+        weight[e] = verdict.randn((rows, k), gen, std).to(weight_dtype)
 
-    # The reference reads only the routed experts' slabs (a lazy tensor's others are garbage).
-    compact_ids = torch.searchsorted(torch.tensor(used), topk_ids.long())
-    slabs = weight[used]
     if stage1:
-        ref = reference.stage1(
-            act, slabs, compact_ids, topk_weights if variant["doweight"] else None
-        )
+        ref = reference.stage1(act, weight, topk_ids, topk_weights if variant["doweight"] else None)
     else:
-        ref = reference.stage2(act, slabs, compact_ids, topk_weights)
+        ref = reference.stage2(act, weight, topk_ids, topk_weights)
     return Problem(module, arch, act, weight, topk, topk_ids, topk_weights, sorted_routing, ref)
 
 

@@ -14,15 +14,16 @@ def stage1(
     """out[t, s, :] = silu(x[t] . Wg[e]^T) * (x[t] . Wu[e]^T) (* topk_weights[t, s] if given), fp32.
 
     x [tokens, model_dim]; w1 [E, 2 * inter, model_dim] (gate rows, then up rows);
-    topk_ids [tokens, topk] with e = topk_ids[t, s].
+    topk_ids [tokens, topk] with e = topk_ids[t, s]. Only the routed experts' slabs are read,
+    one at a time in fp32, so a lazily filled (torch.empty) w1 of any size costs one slab.
     """
     tokens, topk = topk_ids.shape
     inter = w1.shape[1] // 2
-    xf, wf = x.float(), w1.float()
+    xf = x.float()
     out = torch.zeros(tokens, topk, inter, dtype=torch.float32, device=x.device)
     for e in topk_ids.unique().tolist():
         t, s = (topk_ids == e).nonzero(as_tuple=True)
-        h = xf[t] @ wf[e].T
+        h = xf[t] @ w1[e].float().T
         out[t, s] = torch.nn.functional.silu(h[:, :inter]) * h[:, inter:]
     if topk_weights is not None:
         out = out * topk_weights.float().unsqueeze(-1)
@@ -34,15 +35,15 @@ def stage2(
 ) -> torch.Tensor:
     """out[t, :] = sum_s (a2[t, s] . W2[e]^T) * topk_weights[t, s], fp32.
 
-    a2 [tokens, topk, inter] or [tokens * topk, inter]; w2 [E, model_dim, inter].
+    a2 [tokens, topk, inter] or [tokens * topk, inter]; w2 [E, model_dim, inter]. Like
+    stage1, reads only the routed experts' slabs, one at a time.
     """
     tokens, topk = topk_ids.shape
     af = a2.float().reshape(tokens, topk, -1)
-    wf = w2.float()
     out = torch.zeros(tokens, w2.shape[1], dtype=torch.float32, device=a2.device)
     for e in topk_ids.unique().tolist():
         t, s = (topk_ids == e).nonzero(as_tuple=True)
-        out.index_add_(0, t, (af[t, s] @ wf[e].T) * topk_weights.float()[t, s].unsqueeze(1))
+        out.index_add_(0, t, (af[t, s] @ w2[e].float().T) * topk_weights.float()[t, s].unsqueeze(1))
     return out
 
 

@@ -46,3 +46,15 @@ def test_a_gpu_run_checks_every_slot_of_the_checked_tokens():
     assert len(rows) == 4 * len(tokens) > len(cov.rows)
     assert {(t, s) for t, s, _, _ in rows} == {(t, s) for t in tokens for s in range(4)}
     assert set(cov.rows) <= set(rows)
+
+
+def test_guard_message_meets_only_the_guard():
+    """guard_message puts every operand, routing included, on the meta device: the refusal
+    holds the guard's one problem, not also a stray "all operands must be on one device"
+    (which would refuse any shape, so a test of the guard could pass without it)."""
+    from generated.flydsl import moe_s1_bf16_whole_tensor_k1 as kernel
+
+    (case,) = boundary.cases([("above", 1408, 128, 4, "prefill")], addressable=False)
+    message = boundary.guard_message(kernel, case, model_dim=6144, arch="gfx942")
+    assert message.count("\n  - ") == 1, message
+    assert "w1 [128, 2816, 6144] spans" in message and "one device" not in message

@@ -91,3 +91,19 @@ def test_cos_dist():
     assert abs(reference.cos_dist(a, 2 * a)) < 1e-12
     assert abs(reference.cos_dist(a, -a) - 2) < 1e-12
     assert abs(reference.cos_dist(torch.tensor([1.0, 0.0]), torch.tensor([0.0, 1.0])) - 1) < 1e-12
+
+
+def test_reference_reads_only_the_routed_slabs():
+    """A lazily filled weight (torch.empty) holds garbage outside the routed experts: NaN there
+    must not reach the result, whose value equals the reference on the routed slabs alone."""
+    g = torch.Generator().manual_seed(5)
+    topk_ids, topk_weights = routed(g, 6, 2, 6, 3)  # experts 3..5 get no tokens
+    x = torch.randn(6, 16, generator=g)
+    w1 = torch.randn(6, 8, 16, generator=g)
+    w2 = torch.randn(6, 16, 4, generator=g)
+    clean1 = reference.stage1(x, w1, topk_ids)
+    clean2 = reference.stage2(clean1, w2, topk_ids, topk_weights)
+    w1[3:], w2[3:] = float("nan"), float("nan")
+    h = reference.stage1(x, w1, topk_ids)
+    assert torch.equal(h, clean1)
+    assert torch.equal(reference.stage2(h, w2, topk_ids, topk_weights), clean2)

@@ -1,0 +1,181 @@
+"""The planted-bug catalog: bugs the test suite must catch, one exact edit each.
+
+Each entry names a bug a real change could introduce, the file it lives in, the exact text it
+replaces (which must occur exactly once, so an entry goes stale loudly, never silently), and the
+tests that must fail with it planted. `python -m tests.planted.run` plants each one in a copy of
+the tree and runs those tests; `tests/test_planted_catalog.py` checks in CI that every entry still
+applies to the current tree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Bug:
+    name: str
+    path: str  # relative to the repository root
+    old: str  # exact text, present once
+    new: str
+    tests: tuple[str, ...]  # pytest arguments (files or node ids) that must fail
+    why: str  # the real-world bug this stands for
+
+
+_S1 = "generated/tests/test_moe_s1_bf16_per_expert_k1.py"
+_S1_K2 = "generated/tests/test_moe_s1_bf16_per_expert_k2.py"
+_S1_WHOLE = "generated/tests/test_moe_s1_bf16_whole_tensor_k1.py"
+_S2 = "generated/tests/test_moe_s2_bf16_per_expert.py"
+_S2_WHOLE = "generated/tests/test_moe_s2_bf16_whole_tensor.py"
+
+BUGS: tuple[Bug, ...] = (
+    # ---- kernels (templates and the device helpers traced into them) ----------------------
+    Bug(
+        "stage2_output_doubled",
+        "templates/flydsl/moe_stage2.py.j2",
+        "[r] * row_weights[r]\n",
+        "[r] * row_weights[r] * 2.0\n",
+        (_S2, "-k", "boundary"),
+        "a stage-2 epilogue that scales its output by a constant",
+    ),
+    Bug(
+        "stage2_routing_weight_dropped",
+        "templates/flydsl/moe_stage2.py.j2",
+        "[r] * row_weights[r]\n",
+        "[r]\n",
+        (_S2, "-k", "boundary"),
+        "a stage-2 epilogue that forgets the routing weight",
+    ),
+    Bug(
+        "silu_wrong_slope",
+        "moegen/flydsl_lib.py",
+        "LOG2_E = 1.4426950408889634",
+        "LOG2_E = 1.0",
+        (_S1, "-k", "boundary"),
+        "a wrong activation (x*sigmoid(x*ln2) for SiLU), in a helper traced into every kernel: "
+        "also proves the compile cache does not serve kernels traced from the old helper",
+    ),
+    Bug(
+        "stage1_gate_up_swapped",
+        "templates/flydsl/moe_stage1.py.j2",
+        "h = silu(g) * u",
+        "h = silu(u) * g",
+        (_S1, "-k", "boundary"),
+        "gate and up halves of W1 exchanged",
+    ),
+    # ---- the spec: every level strict, every name a string -------------------------------
+    Bug(
+        "spec_unknown_key_accepted_below_top_level",
+        "moegen/spec.py",
+        "        if key not in allowed:\n            errors.append(",
+        "        if key not in allowed and what == 'the top level':\n            errors.append(",
+        ("tests/test_spec.py", "-k", "golden"),
+        "unknown keys nested in a dtype, shape, mfma entry or arch accepted silently",
+    ),
+    Bug(
+        "spec_numeric_dtype_name_crashes",
+        "moegen/expand.py",
+        "declared = sorted(map(str, names))",
+        "declared = sorted(names)",
+        ("tests/test_spec.py",),
+        "a dtype named 16 (YAML reads an int) crashed `moegen validate` with a TypeError",
+    ),
+    # ---- the launcher: every check refuses before any launch ------------------------------
+    Bug(
+        "launch_token_limit_dropped",
+        "moegen/launch.py",
+        "if not 1 <= tokens < MAX_TOKENS:",
+        "if not 1 <= tokens:",
+        ("tests/test_launch.py",),
+        "tokens past the 24-bit token field of sorted_token_ids alias other tokens",
+    ),
+    Bug(
+        "launch_device_mismatch_accepted",
+        "moegen/launch.py",
+        "if len(set(devices.values())) > 1:",
+        "if len(set(devices.values())) > 2:",
+        ("tests/test_launch.py",),
+        "operands on two devices reach the kernel",
+    ),
+    Bug(
+        "launch_short_sorted_token_ids_accepted",
+        "moegen/launch.py",
+        "if sorted_token_ids.numel() < sorted_expert_ids.numel() * tile_m:",
+        "if sorted_token_ids.numel() < sorted_expert_ids.numel():",
+        ("tests/test_launch.py",),
+        "the kernel reads routing entries past the end of sorted_token_ids",
+    ),
+    Bug(
+        "launch_w2_inner_dim_unchecked",
+        "moegen/launch.py",
+        "    if w_inter != inter:\n",
+        "    if False:\n",
+        ("tests/test_launch.py",),
+        "w2 with the wrong inner dimension is read with a2's row stride",
+    ),
+    Bug(
+        "launch_odd_gate_up_rows_accepted",
+        "moegen/launch.py",
+        "    if two_inter % 2:\n",
+        "    if two_inter % 2 and two_inter < 0:\n",
+        ("tests/test_launch.py",),
+        "w1 with an odd number of gate/up rows splits gate and up at the wrong row",
+    ),
+    Bug(
+        "launch_empty_num_valid_ids_accepted",
+        "moegen/launch.py",
+        "    if num_valid_ids.numel() < 1:\n",
+        "    if num_valid_ids.numel() < 0:\n",
+        ("tests/test_launch.py",),
+        "the kernel's s_buffer_load of num_valid_ids[0] reads past an empty tensor",
+    ),
+    # ---- the emulator: AMD's buffer and numeric rules ----------------------------------------
+    Bug(
+        "emulator_soffset_wraps_with_voffset",
+        "moegen/emulator/memory.py",
+        "    return vo + so\n",
+        "    return (vo + so) & np.uint64(0xFFFFFFFF)\n",
+        ("tests/emulator/test_buffer_rules.py",),
+        "soffset wrapped together with voffset (the old rule): reads memory the hardware never reads",
+    ),
+    Bug(
+        "emulator_range_check_ignores_access_size",
+        "moegen/emulator/memory.py",
+        "return np.asarray(offset, np.uint64) + np.uint64(nbytes) <= np.asarray(num_records, np.uint64)",
+        "return np.asarray(offset, np.uint64) < np.asarray(num_records, np.uint64)",
+        ("tests/emulator/test_buffer_rules.py",),
+        "a dword straddling num_records counted in range",
+    ),
+    Bug(
+        "emulator_voffset_read_as_signed",
+        "moegen/emulator/memory.py",
+        "    vo = np.asarray(voffset, np.uint32).astype(np.uint64)\n",
+        "    vo = np.asarray(voffset, np.uint32).view(np.int32).astype(np.int64).astype(np.uint64)\n",
+        ("tests/emulator/test_buffer_rules.py",),
+        "voffset read as signed: offsets in [2 GiB, 4 GiB) sign-extend far past the buffer",
+    ),
+    Bug(
+        "emulator_fp8_saturates",
+        "moegen/emulator/numerics.py",
+        "        out = np.where(overflow, 0x7F, code) | np.where(np.signbit(x), 0x80, 0)\n",
+        "        out = np.where(overflow, 0x7E, code) | np.where(np.signbit(x), 0x80, 0)\n",
+        ("tests/emulator/test_hw_rules.py",),
+        "out-of-range fp8 (e4m3fn) conversion saturating to 448 instead of NaN",
+    ),
+    Bug(
+        "emulator_f32_atomic_keeps_denormals",
+        "moegen/emulator/ops/memory_ops.py",
+        "    r = flush_f32_denormals(a + flush_f32_denormals(np.asarray(v, np.float32).reshape(-1)))",
+        "    r = old.view(np.float32).reshape(-1) + np.asarray(v, np.float32).reshape(-1)",
+        ("tests/emulator/test_hw_rules.py",),
+        "buffer f32 atomic add keeping denormals the hardware flushes",
+    ),
+    Bug(
+        "emulator_accepts_any_rsrc_flags",
+        "moegen/emulator/ops/memory_ops.py",
+        "        if bad:\n            raise EmulatorError(",
+        "        if bad and False:\n            raise EmulatorError(",
+        ("tests/emulator/test_hw_rules.py",),
+        "a V# flags word the emulator does not model accepted silently",
+    ),
+)
