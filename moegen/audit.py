@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
-from moegen.compile import ISA_GLOB, code_object_metadata, kernel_body
+from moegen.compile import ISA_GLOB, code_object_metadata, kernel_body, parse_python
 
 MLIR_GLOB = "*_reconcile_unrealized_casts.mlir"
 I32_MIN, I32_MAX, U32_MAX = -(2**31), 2**31 - 1, 2**32 - 1
@@ -258,7 +258,7 @@ def kernel_source_params(mlir: MlirKernel) -> list[str] | None:
     if not m or not Path(m.group(1)).is_file():
         return None
     line = int(m.group(2))
-    tree = ast.parse(Path(m.group(1)).read_text())
+    tree = parse_python(Path(m.group(1)))
     for node in ast.walk(tree):
         if isinstance(node, ast.FunctionDef) and line in (
             node.lineno,

@@ -171,7 +171,7 @@ def cmd_boundary(args) -> int:
     for c in am.boundary_cases(
         v, experts=experts, model_dim=model_dim, topk=prod.topk, production_inter=prod.inter
     ):
-        verdict = "run, cos_dist < 0.01" if c.addressable else "launcher must refuse"
+        verdict = "run: every row within moegen.verdict's bounds" if c.addressable else "launcher must refuse"
         print(f"  {c.label:<11} {c.id:<28} W {c.weight_bytes / am.GIB:7.2f} GiB  {verdict}")
     return EXIT_OK
 

@@ -37,6 +37,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -433,6 +434,19 @@ def _module_file(dotted: str) -> list[Path]:
     return [f for f in files if f.is_file()]
 
 
+# CPython 3.11's ast.parse is not thread-safe (concurrent parses can raise "SystemError: AST
+# constructor recursion depth mismatch", python/cpython gh-106905); verify fingerprints sources
+# from a thread pool.
+_AST_LOCK = threading.Lock()
+
+
+def parse_python(path: Path) -> ast.Module:
+    """ast.parse of a source file, serialized across threads (see _AST_LOCK)."""
+    source = path.read_text()
+    with _AST_LOCK:
+        return ast.parse(source, filename=str(path))
+
+
 def _imported_names(path: Path) -> set[str]:
     """Dotted names of the moegen modules `path` imports anywhere in its body (also inside
     functions: a lazy import still runs while the kernel is traced)."""
@@ -441,7 +455,7 @@ def _imported_names(path: Path) -> set[str]:
     if here.is_relative_to(MOEGEN_DIR):  # relative imports resolve inside the package
         package += here.relative_to(MOEGEN_DIR).parts
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    for node in ast.walk(parse_python(path)):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
