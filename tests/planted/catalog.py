@@ -284,4 +284,35 @@ BUGS: tuple[Bug, ...] = (
         ("tests/test_emulate_cli.py",),
         "moegen emulate allocating a case larger than memory: an OOM kill, exit 137, no message",
     ),
+    Bug(
+        "write_manifest_before_orphans",
+        "moegen/write.py",
+        "        if target.name != MANIFEST:\n            os.replace(tmp, target)\n"
+        "    for p in orphans:\n        (out / p).unlink(missing_ok=True)\n"
+        "        _prune_empty_dirs((out / p).parent, out)\n"
+        "    for tmp, target in staged:\n        if target.name == MANIFEST:\n"
+        "            os.replace(tmp, target)\n",
+        "        os.replace(tmp, target)\n"
+        "    for p in orphans:\n        (out / p).unlink(missing_ok=True)\n"
+        "        _prune_empty_dirs((out / p).parent, out)\n",
+        ("tests/test_write.py",),
+        "the new MANIFEST written before the orphans are removed: a crash in between leaves "
+        "orphans that no MANIFEST lists, so no later render removes them",
+    ),
+    Bug(
+        "generated_import_path_wrong",
+        "moegen/spec.py",
+        '        return f"generated.flydsl.{self.name}"',
+        '        return f"generated.{self.name}"',
+        ("tests/test_render.py",),
+        "the registry importing generated modules from a path that does not exist",
+    ),
+    Bug(
+        "guard_names_the_wrong_twin",
+        "moegen/address_model.py",
+        '    return v["name"].replace("_whole_tensor", "_per_expert", 1)',
+        '    return v["name"]',
+        ("tests/test_address_model.py", _S1_WHOLE, "-k", "guard or messages"),
+        "a refusal that points the user at a variant that cannot address the shape either",
+    ),
 )
