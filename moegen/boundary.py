@@ -24,7 +24,7 @@ from types import ModuleType
 
 import torch
 
-from . import execute, routing, verdict
+from . import execute, reference, routing, verdict
 from .address_model import TOKEN_COUNTS, BoundaryCase
 
 TOKEN_MASK, TOKEN_BITS = (1 << routing.TOKEN_BITS) - 1, routing.TOKEN_BITS
@@ -149,7 +149,7 @@ def run_case(
             xf = x[t].float().cpu()
             gate = w[e, cov.cols].float().cpu() @ xf
             up = w[e, cov.cols + inter].float().cpu() @ xf
-            h = torch.nn.functional.silu(gate) * up
+            h = reference.gated(gate, up)
             ref.append(h * rw if v["doweight"] else h)
         keys = [verdict.RowKey(t, s, (e,)) for t, s, e, _ in cov.rows]
         checked = {(t, s) for t, s, _, _ in cov.rows}

@@ -5,6 +5,12 @@ from __future__ import annotations
 import torch
 
 
+def gated(gate: torch.Tensor, up: torch.Tensor) -> torch.Tensor:
+    """Stage 1's activation, silu(gate) * up, in fp32: the one definition every reference
+    (whole tensors here, checked rows in moegen.boundary) uses."""
+    return torch.nn.functional.silu(gate.float()) * up.float()
+
+
 def stage1(
     x: torch.Tensor,
     w1: torch.Tensor,
@@ -24,7 +30,7 @@ def stage1(
     for e in topk_ids.unique().tolist():
         t, s = (topk_ids == e).nonzero(as_tuple=True)
         h = xf[t] @ w1[e].float().T
-        out[t, s] = torch.nn.functional.silu(h[:, :inter]) * h[:, inter:]
+        out[t, s] = gated(h[:, :inter], h[:, inter:])
     if topk_weights is not None:
         out = out * topk_weights.float().unsqueeze(-1)
     return out

@@ -182,8 +182,8 @@ BUGS: tuple[Bug, ...] = (
     Bug(
         "reference_gelu_for_silu",
         "moegen/reference.py",
-        "out[t, s] = torch.nn.functional.silu(h[:, :inter]) * h[:, inter:]",
-        "out[t, s] = torch.nn.functional.gelu(h[:, :inter]) * h[:, inter:]",
+        "    return torch.nn.functional.silu(gate.float()) * up.float()",
+        "    return torch.nn.functional.gelu(gate.float()) * up.float()",
         (_S1, "-k", "boundary and emulator"),
         "a reference with the wrong activation (GELU): cosine-only checks on small data passed it",
     ),
