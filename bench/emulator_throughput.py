@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moegen import execute
+from moegen.harness import execute
 from moegen.emulator import Emulator, measure
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -2,7 +2,7 @@
 
 bf16 stage 1, E=128, model_dim=6144, decode (16 tokens, topk 4) routed to the 4 highest experts
 (the largest weight offsets), lazily allocated weights (torch.empty, only routed slabs filled),
-moegen.verdict's data recipe (pre-activations of a few units),
+moegen.harness.verdict's data recipe (pre-activations of a few units),
 inter in {1280, 1408, 3072} (W1 = 3.75 / 4.13 / 9.00 GiB), fused (k1) and split-K (k2), for the
 per_expert variants and the whole_tensor ones with their launch guard bypassed. Full grids, gfx942.
 
@@ -19,7 +19,9 @@ import dataclasses
 import time
 from pathlib import Path
 
-from moegen import execute, launch, verdict
+from moegen.harness import execute
+from moegen.runtime import launch
+from moegen.harness import verdict
 from moegen.emulator import IllegalAddress
 
 ROOT = Path(__file__).resolve().parents[1]

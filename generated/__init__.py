@@ -8,13 +8,13 @@
     out = kernel.moe_stage1(x, w1, *routing, topk=4)
 
 `auto_*` picks, among the variants variants.yaml declares for the dtype / stage / split-K, the
-preferred one when it can address the tensors, else the first that can (moegen.address_model);
+preferred one when it can address the tensors, else the first that can (moegen.core.address_model);
 if none can it raises NoAddressableVariant listing every candidate and why it failed.
 """
 
 from types import ModuleType
 
-from moegen.dispatch import Entry, NoAddressableVariant, problem_of, select
+from moegen.runtime.dispatch import Entry, NoAddressableVariant, problem_of, select
 
 __all__ = ["VARIANTS", "NoAddressableVariant", "auto_stage1", "auto_stage2", "select_variant"]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from moegen import address_model as am
+from moegen.core import address_model as am
 
 GIB = 2**30
 

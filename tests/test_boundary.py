@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from moegen import boundary
-from moegen.address_model import TOKEN_COUNTS
+from moegen.harness import boundary
+from moegen.core.address_model import TOKEN_COUNTS
 
 VARIANT = {"tile_m": 16, "tile_n": 64, "k_batch": 2}
 

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 
-from moegen.cli import main
+from moegen.cli.main import main
 
 
 def run(*args, cwd):

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from moegen import emulate_cli, execute, verdict
+from moegen.cli import emulate as emulate_cli
+from moegen.harness import execute
+from moegen.harness import verdict
 from moegen.emulator import AmbiguousAccess
 
 GENERATED = Path(__file__).resolve().parents[1] / "generated" / "flydsl"

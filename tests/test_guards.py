@@ -11,8 +11,8 @@ import importlib
 import pytest
 import torch
 
-from moegen import routing
-from moegen.expand import enumerate_variants
+from moegen.runtime import routing
+from moegen.spec.expand import enumerate_variants
 
 VARIANTS = enumerate_variants("variants.yaml")
 

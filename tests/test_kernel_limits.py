@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from moegen.kernel_limits import check_tiles
+from moegen.backends.flydsl.limits import check_tiles
 
 
 def mfma(k):

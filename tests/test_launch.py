@@ -1,9 +1,10 @@
-"""moegen.launch: operand validation (meta tensors: nothing is allocated), plans, tile checks."""
+"""moegen.runtime.launch: operand validation (meta tensors: nothing is allocated), plans, tile checks."""
 
 import pytest
 import torch
 
-from moegen import launch, routing
+from moegen.runtime import launch
+from moegen.runtime import routing
 
 ACT = {"gfx942": "bfloat16", "gfx950": "bfloat16"}
 
@@ -188,7 +189,7 @@ def test_short_sorted_token_ids_refused():
     short = (ids[:79], weights[:79], experts, num_valid)
     assert problems(lambda: stage1(variant(), meta(8, 256), meta(4, 256, 256), short)) == [
         "sorted_token_ids: expected >= 80 entries (5 M-blocks x tile_m=16), got 79; "
-        "use moegen.routing.moe_sorting"
+        "use moegen.runtime.routing.moe_sorting"
     ]
 
 
@@ -216,7 +217,7 @@ def test_empty_num_valid_ids_refused():
         lambda: stage1(variant(), meta(8, 256), meta(4, 256, 256), (ids, weights, experts, empty))
     ) == [
         "num_valid_ids: expected at least 1 element (the number of padded sorted rows), got 0; "
-        "pass the num_valid_ids that moegen.routing.moe_sorting returns"
+        "pass the num_valid_ids that moegen.runtime.routing.moe_sorting returns"
     ]
 
 

@@ -11,9 +11,9 @@ from pathlib import Path
 import black
 import pytest
 
-from moegen import render
-from moegen.cli import main
-from moegen.expand import enumerate_variants
+from moegen.render import engine as render
+from moegen.cli.main import main
+from moegen.spec.expand import enumerate_variants
 
 
 def tree(d: Path) -> dict[str, bytes]:

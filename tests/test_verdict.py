@@ -1,4 +1,4 @@
-"""moegen.verdict: per-row verdicts see a few bad rows, and values, not only directions.
+"""moegen.harness.verdict: per-row verdicts see a few bad rows, and values, not only directions.
 
 Each planted error below is applied to a correct result (the fp32 reference itself, which any
 correct kernel matches within rounding) of a small case built with the shared data recipe, and
@@ -14,7 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from moegen import execute, reference, verdict
+from moegen.harness import execute
+from moegen.runtime import reference
+from moegen.harness import verdict
 from moegen.emulator import AmbiguousAccess
 
 GENERATED = Path(__file__).resolve().parents[1] / "generated" / "flydsl"

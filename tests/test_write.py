@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from moegen import write
-from moegen.cli import main
+from moegen.render import write
+from moegen.cli.main import main
 
 
 def snapshot(d: Path) -> dict[str, tuple[bytes, int]]:

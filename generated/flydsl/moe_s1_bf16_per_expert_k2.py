@@ -31,8 +31,8 @@ import flydsl.expr as fx
 import torch
 from flydsl.expr import rocdl
 
-from moegen import launch
-from moegen.flydsl_lib import (
+from moegen.runtime import launch
+from moegen.backends.flydsl.device import (
     ROUTING_BYTES,
     Mfma,
     buffer_rsrc,
@@ -129,7 +129,7 @@ def moe_s1_bf16_per_expert_k2_kernel(
         ids_rsrc = buffer_rsrc(fx.get_iter(SortedTokenIds))
         # x, the routing tensors and the output stay on 32-bit offsets from their own base:
         # each must span < 2^32 bytes (wrapping i32 offset math, no signed overflow assumed);
-        # the launcher guard checks it with moegen.address_model before any launch.
+        # the launcher guard checks it with moegen.core.address_model before any launch.
         x_rsrc = buffer_rsrc(fx.get_iter(X))
         # per_expert: the resource base is W advanced to expert e by a 64-bit element offset
         # (both factors widened BEFORE the multiply), so the 32-bit offset spans one expert only.
@@ -238,7 +238,7 @@ def prepare(
     """Validate the operands (shapes only: meta tensors work) and return the launch plan.
 
     x [tokens, model_dim] and w1 [E, 2 * inter, model_dim] in the activation/weight dtype;
-    the routing tensors come from moegen.routing.moe_sorting with block size TILE_M.
+    the routing tensors come from moegen.runtime.routing.moe_sorting with block size TILE_M.
     Raises ValueError naming every problem (incl. 32-bit offset limits) before any launch.
     """
     dims = launch.validate(

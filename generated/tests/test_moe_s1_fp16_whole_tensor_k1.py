@@ -17,10 +17,10 @@ whole_tensor: one buffer resource spans all of W1, so the line is the whole weig
 tensor reaching 2**32 bytes. Below it the kernel must be exact; at and above it the launcher
 must refuse (a ValueError naming the tensor and the limit) before anything is launched.
 
-Cases come from moegen.address_model (E=128, model_dim=6144, topk=4,
+Cases come from moegen.core.address_model (E=128, model_dim=6144, topk=4,
 tokens routed to the highest experts); `moegen boundary moe_s1_fp16_whole_tensor_k1` prints the spans behind
 them. Numerics run on a real ROCm GPU when present (marker `rocm`) and on the CPU emulator
-otherwise, on the first declared arch, with moegen.verdict's data recipe and limits: every
+otherwise, on the first declared arch, with moegen.harness.verdict's data recipe and limits: every
 checked output row must pass its own cos_dist and max-abs-error bounds (a few wrong rows
 cannot hide among good ones), and an emulated buffer access of a checked row whose offset
 may or may not wrap at 2**32 makes the case INCONCLUSIVE, which fails.
@@ -32,7 +32,9 @@ import pytest
 import torch
 
 from generated.flydsl import moe_s1_fp16_whole_tensor_k1 as kernel
-from moegen import boundary, execute, verify
+from moegen.harness import boundary
+from moegen.harness import execute
+from moegen.verify.run import assert_verified
 
 SPEC = Path(__file__).resolve().parents[2] / "variants.yaml"
 ARCHS = ["gfx942", "gfx950"]
@@ -64,7 +66,7 @@ REFUSED = boundary.cases(
 @pytest.mark.parametrize("arch", ARCHS)
 def test_compile_and_audit(arch):
     """Compiles on the CPU for the arch; the audited addressing is whole_tensor, as declared."""
-    verify.assert_verified("moe_s1_fp16_whole_tensor_k1", arch, SPEC)
+    assert_verified("moe_s1_fp16_whole_tensor_k1", arch, SPEC)
 
 
 @pytest.mark.parametrize("executor", [pytest.param("rocm", marks=pytest.mark.rocm), "emulator"])

@@ -48,7 +48,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "silu_wrong_slope",
-        "moegen/flydsl_lib.py",
+        "moegen/backends/flydsl/device.py",
         "LOG2_E = 1.4426950408889634",
         "LOG2_E = 1.0",
         (_S1, "-k", "boundary"),
@@ -66,7 +66,7 @@ BUGS: tuple[Bug, ...] = (
     # ---- the spec: every level strict, every name a string -------------------------------
     Bug(
         "spec_unknown_key_accepted_below_top_level",
-        "moegen/spec.py",
+        "moegen/spec/checks.py",
         "        if key not in allowed:\n            errors.append(",
         "        if key not in allowed and what == 'the top level':\n            errors.append(",
         ("tests/test_spec.py", "-k", "golden"),
@@ -74,7 +74,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "spec_numeric_dtype_name_crashes",
-        "moegen/expand.py",
+        "moegen/spec/expand.py",
         "declared = sorted(map(str, names))",
         "declared = sorted(names)",
         ("tests/test_spec.py",),
@@ -83,7 +83,7 @@ BUGS: tuple[Bug, ...] = (
     # ---- the launcher: every check refuses before any launch ------------------------------
     Bug(
         "launch_token_limit_dropped",
-        "moegen/launch.py",
+        "moegen/runtime/launch.py",
         "if not 1 <= tokens < MAX_TOKENS:",
         "if not 1 <= tokens:",
         ("tests/test_launch.py",),
@@ -91,7 +91,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "launch_device_mismatch_accepted",
-        "moegen/launch.py",
+        "moegen/runtime/launch.py",
         "if len(set(devices.values())) > 1:",
         "if len(set(devices.values())) > 2:",
         ("tests/test_launch.py",),
@@ -99,7 +99,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "launch_short_sorted_token_ids_accepted",
-        "moegen/launch.py",
+        "moegen/runtime/launch.py",
         "if sorted_token_ids.numel() < sorted_expert_ids.numel() * tile_m:",
         "if sorted_token_ids.numel() < sorted_expert_ids.numel():",
         ("tests/test_launch.py",),
@@ -107,7 +107,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "launch_w2_inner_dim_unchecked",
-        "moegen/launch.py",
+        "moegen/runtime/launch.py",
         "    if w_inter != inter:\n",
         "    if False:\n",
         ("tests/test_launch.py",),
@@ -115,7 +115,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "launch_odd_gate_up_rows_accepted",
-        "moegen/launch.py",
+        "moegen/runtime/launch.py",
         "    if two_inter % 2:\n",
         "    if two_inter % 2 and two_inter < 0:\n",
         ("tests/test_launch.py",),
@@ -123,7 +123,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "launch_empty_num_valid_ids_accepted",
-        "moegen/launch.py",
+        "moegen/runtime/launch.py",
         "    if num_valid_ids.numel() < 1:\n",
         "    if num_valid_ids.numel() < 0:\n",
         ("tests/test_launch.py",),

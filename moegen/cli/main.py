@@ -9,11 +9,12 @@ import time
 from pathlib import Path
 from typing import Sequence
 
-from . import emulate_cli, verify
-from .errors import Location, SpecError, SpecErrors
-from .expand import enumerate_variants
-from .render import RenderError
-from .spec import Variant
+from moegen.cli import emulate as emulate_cli
+from moegen.render.engine import RenderError
+from moegen.spec.errors import Location, SpecError, SpecErrors
+from moegen.spec.expand import enumerate_variants
+from moegen.spec.model import Variant
+from moegen.cli import verify
 
 EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
@@ -82,8 +83,8 @@ def cmd_list(args) -> int:
 
 
 def cmd_render(args) -> int:
-    from . import write
-    from .render import render_all
+    from moegen.render import write
+    from moegen.render.engine import render_all
 
     t0 = time.perf_counter()
     spec, templates, out = _paths(args)
@@ -114,7 +115,7 @@ def cmd_render(args) -> int:
 
 
 def _production(spec_path: str):
-    from .spec import load_spec
+    from moegen.spec.load import load_spec
 
     errors: list = []
     spec = load_spec(spec_path, errors)
@@ -134,7 +135,7 @@ def _production(spec_path: str):
 
 
 def cmd_boundary(args) -> int:
-    from . import address_model as am
+    from moegen.core import address_model as am
 
     variants = {v.name: v for v in enumerate_variants(args.variants)}
     if args.variant not in variants:

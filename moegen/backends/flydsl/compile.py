@@ -1,9 +1,10 @@
 """Compile FlyDSL kernels for one AMD arch on a CPU-only machine, each in its own subprocess.
 
-A target is "a Python module file + the name of a zero-argument function in it that triggers
-the compile" (under COMPILE_ONLY=1 a FlyDSL launcher called with CPU tensors traces, lowers and
-links a real code object, then returns). The function runs in a fresh interpreter because LLVM
-fatal errors abort the process, with FLYDSL_DUMP_IR=1 and FLYDSL_DUMP_DIR=<target.dump_dir>, so
+A target is "a Python module file + a function in it + what to do with it" (a job, see
+moegen.backends.flydsl.entry: under COMPILE_ONLY=1 a FlyDSL launcher called with CPU tensors
+traces, lowers and links a real code object, then returns). The job is written to a JSON data
+file and run by the compile entry module in a fresh interpreter because LLVM fatal errors
+abort the process, with FLYDSL_DUMP_IR=1 and FLYDSL_DUMP_DIR=<target.dump_dir>, so
 every kernel leaves <dump_dir>/<kernel>_<n>/ with its MLIR stages, LLVM IR and final ISA.
 
 A compile FAILS when the process exits non-zero or dies from a signal, when stderr has a line
@@ -15,10 +16,10 @@ vanished still compiles "successfully" to little more than s_endpgm).
 Register and spill counts come from the code-object metadata (the ``amdhsa.kernels`` YAML in
 the dumped ``*_final_isa.s``).
 
-Caches of compiled kernels (moegen.execute for the emulator, moegen.verify for the audit) key
+Caches of compiled kernels (moegen.harness.execute for the emulator, moegen.verify.run for the audit) key
 their entries with `source_fingerprint`: the SHA-256 of the module that defines the kernels and
-of every moegen module it imports, transitively (`traced_sources`; today moegen.flydsl_lib,
-whose device helpers are traced into every kernel, and moegen.launch with its imports), the
+of every moegen module it imports, transitively (`traced_sources`; today moegen.backends.flydsl.device,
+whose device helpers are traced into every kernel, and moegen.runtime.launch with its imports), the
 flydsl version and the FLYDSL_* settings that reach the compiler. Editing any of them is a miss.
 Both caches live under `cache_home()`.
 """
@@ -42,19 +43,19 @@ from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
 from pathlib import Path
+from typing import Any
 
-import yaml
-
-from moegen.toolchain import check_arch, compile_env
+from moegen.backends.flydsl import entry as entry_module
+from moegen.backends.flydsl.toolchain import check_arch, compile_env
+from moegen.verify.isa import code_object_metadata, kernel_body
 
 ISA_GLOB = "*_final_isa.s"
 DUMP_SUFFIXES = (".mlir", ".ll", ".s")
 STDERR_FAILURE = re.compile(r"^error:|LLVM ERROR|UNREACHABLE", re.MULTILINE)
-_TIMING_TAG = "MOEGEN_COMPILE_TIMING "
-_PACKAGE_ROOT = Path(__file__).resolve().parents[1]
+_PACKAGE_ROOT = Path(__file__).resolve().parents[3]
 PACKAGE = "moegen"
 # Where traced_sources resolves `moegen.*` imports (a test points it at a copy to edit one).
-MOEGEN_DIR = Path(__file__).resolve().parent
+MOEGEN_DIR = Path(__file__).resolve().parents[2]
 # FLYDSL_* variables that cannot change the code: set per compile by compile_env (dumps,
 # target arch from the key's own arch) or only used on a GPU / by the autotuner.
 _FLYDSL_ENV_IGNORED = frozenset(
@@ -68,26 +69,13 @@ _FLYDSL_ENV_IGNORED = frozenset(
     }
 )
 
-# Runs in the child: import the module from its file, time the import and the entry call.
-_CHILD = """
-import importlib.util, json, sys, time
-path, entry = sys.argv[1], sys.argv[2]
-sys.path.insert(0, sys.argv[3])
-t0 = time.perf_counter()
-spec = importlib.util.spec_from_file_location(sys.argv[4], path)
-module = importlib.util.module_from_spec(spec)
-sys.modules[spec.name] = module
-spec.loader.exec_module(module)
-t1 = time.perf_counter()
-getattr(module, entry)()
-t2 = time.perf_counter()
-print("%s" + json.dumps({"import_s": t1 - t0, "compile_s": t2 - t1}), flush=True)
-"""
-
 
 @dataclass(frozen=True)
 class CompileTarget:
-    """One compile: `entry()` of the module file `module`, for `arch`, dumping into `dump_dir`.
+    """One compile: the compile entry (moegen.backends.flydsl.entry) imports the module file
+    `module` and runs a `kind` job through its function `entry` ("call": entry(); "prepare":
+    the launch plan it returns for `job["operands"]`; "launcher": one launch with
+    `job["args"]`, `job["constexprs"]`), for `arch`, dumping into `dump_dir`.
 
     required_isa: regexes matched at the start of instruction mnemonics (e.g. "buffer_load",
     "v_mfma"); every pattern must occur in every kernel whose name matches the glob key.
@@ -100,11 +88,24 @@ class CompileTarget:
     dump_dir: Path
     required_isa: Mapping[str, Sequence[str]] | Sequence[str] = ()
     timeout_s: float = 600.0
+    kind: str = "call"
+    job: Mapping[str, Any] = field(default_factory=dict, hash=False)
 
     def __post_init__(self) -> None:
         check_arch(self.arch)
         if not self.entry.isidentifier():
             raise ValueError(f"entry {self.entry!r} is not a Python identifier")
+        if self.kind not in entry_module.KINDS:
+            raise ValueError(f"kind {self.kind!r} is not one of {', '.join(entry_module.KINDS)}")
+
+    def job_data(self) -> dict[str, Any]:
+        """The data file the compile entry runs (JSON-serialisable)."""
+        return {
+            **self.job,
+            "module": str(Path(self.module).resolve()),
+            "call": self.entry,
+            "kind": self.kind,
+        }
 
     @property
     def label(self) -> str:
@@ -192,34 +193,6 @@ def _clear_dump_dir(dump_dir: Path) -> None:
         shutil.rmtree(child)
 
 
-def code_object_metadata(isa: str) -> list[dict]:
-    """The amdhsa.kernels entries of the code-object metadata in an assembly dump."""
-    block = re.search(r"^\s*\.amdgpu_metadata\s*$(.*?)^\s*\.end_amdgpu_metadata", isa, re.M | re.S)
-    if not block:
-        return []
-    return list((yaml.safe_load(block.group(1)) or {}).get("amdhsa.kernels", []))
-
-
-def kernel_body(isa: str, symbol: str) -> list[str]:
-    """Instruction lines of `symbol` in an AMDGCN assembly text (labels, directives,
-    comments dropped)."""
-    start = re.search(rf"^{re.escape(symbol)}:\s*$", isa, re.M)
-    if not start:
-        return []
-    end = re.search(
-        r"^\.Lfunc_end\d+:|^\s*\.end_amdhsa_kernel|^\s*\.size\s",
-        isa[start.end() :],
-        re.M,
-    )
-    text = isa[start.end() : start.end() + end.start()] if end else isa[start.end() :]
-    lines = []
-    for raw in text.splitlines():
-        line = raw.split(";")[0].split("//")[0].strip()
-        if line and not line.startswith(".") and not line.endswith(":"):
-            lines.append(line)
-    return lines
-
-
 def read_kernel_stats(isa_path: Path) -> list[KernelStats]:
     """Register/spill/scratch counts and instruction mix of every kernel in one ISA dump."""
     isa = isa_path.read_text()
@@ -256,19 +229,13 @@ def compile_target(target: CompileTarget) -> CompileResult:
     """Compile one target in a fresh interpreter and check its output (never raises for a
     failed compile: the failure is in the result's `problems`)."""
     dump_dir = Path(target.dump_dir).resolve()
-    module = Path(target.module).resolve()
     _clear_dump_dir(dump_dir)
     env = compile_env(target.arch, dump_dir)
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(_PACKAGE_ROOT), env.get("PYTHONPATH")]))
-    argv = [
-        sys.executable,
-        "-c",
-        _CHILD % _TIMING_TAG,
-        str(module),
-        target.entry,
-        str(module.parent),
-        module.stem,
-    ]
+    job_dir = tempfile.TemporaryDirectory(prefix="moegen-job-")
+    job_file = Path(job_dir.name) / "job.json"
+    job_file.write_text(json.dumps(target.job_data(), indent=1))
+    argv = [sys.executable, "-m", entry_module.__name__, str(job_file)]
     problems: list[str] = []
     start = time.perf_counter()
     try:
@@ -282,12 +249,13 @@ def compile_target(target: CompileTarget) -> CompileResult:
         stderr = exc.stderr.decode() if isinstance(exc.stderr, bytes) else exc.stderr or ""
         problems.append(f"timed out after {target.timeout_s:.0f} s")
     wall_s = time.perf_counter() - start
+    job_dir.cleanup()
 
     timing: dict[str, float] = {}
     kept = []
     for line in stdout.splitlines():
-        if line.startswith(_TIMING_TAG):
-            timing = json.loads(line[len(_TIMING_TAG) :])
+        if line.startswith(entry_module.TIMING_TAG):
+            timing = json.loads(line[len(entry_module.TIMING_TAG) :])
         else:
             kept.append(line)
     stdout = "\n".join(kept)
@@ -455,7 +423,7 @@ def _imported_names(path: Path) -> set[str]:
 def traced_sources(module: Path) -> list[Path]:
     """`module` and every moegen source file it imports, transitively, in a stable order.
 
-    A generated kernel module calls moegen.flydsl_lib helpers while FlyDSL traces it, so
+    A generated kernel module calls moegen.backends.flydsl.device helpers while FlyDSL traces it, so
     their code is part of every kernel; following the imports (instead of a fixed list) keeps
     a new helper module covered without anyone remembering to add it.
     """

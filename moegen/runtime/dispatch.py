@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from types import ModuleType
 from typing import Sequence
 
-from . import address_model
+from moegen.core import address_model
 
 
 @dataclass(frozen=True)

@@ -1,14 +1,14 @@
 """Host side shared by every generated kernel module: validation, launch plans, running them.
 
 A generated module's prepare() validates its operands here (shapes, dtypes, contiguity,
-routing tensors, tile divisibility and the 32-bit offset limits of moegen.address_model),
+routing tensors, tile divisibility and the 32-bit offset limits of moegen.core.address_model),
 using tensor metadata only, so meta or CPU ``torch.empty`` tensors of any size can be
 checked without allocating them. It returns a LaunchPlan: torch pre-steps, kernel calls,
 torch post-steps. run_plan() executes one on the current device; the CPU emulator runs
 the same plan with the kernels replaced by emulated launches.
 
 The render-time counterpart (tiles and options the templates cannot handle) is
-moegen.kernel_limits.check_tiles.
+moegen.backends.flydsl.limits.check_tiles.
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from typing import Any, Callable, Iterator, Mapping, Optional
 
 import torch
 
-from moegen import address_model, routing
+from moegen.core import address_model
+from moegen.runtime import routing
 
 MAX_TOKENS = 1 << 24  # sorted_token_ids keeps the token in its low 24 bits ...
 MAX_TOPK = 1 << 8  # ... and the topk slot in the high 8
@@ -174,7 +175,7 @@ def _check_routing(
     if num_valid_ids.numel() < 1:
         problems.append(
             "num_valid_ids: expected at least 1 element (the number of padded sorted rows), "
-            "got 0; pass the num_valid_ids that moegen.routing.moe_sorting returns"
+            "got 0; pass the num_valid_ids that moegen.runtime.routing.moe_sorting returns"
         )
     if sorted_weights.numel() != sorted_token_ids.numel():
         problems.append(
@@ -185,13 +186,13 @@ def _check_routing(
     if sorted_expert_ids.numel() < needed_blocks:
         problems.append(
             f"sorted_expert_ids: expected >= {needed_blocks} M-blocks (tokens*topk + E*tile_m - topk rows "
-            f"in blocks of tile_m={tile_m}), got {sorted_expert_ids.numel()}; use moegen.routing.moe_sorting"
+            f"in blocks of tile_m={tile_m}), got {sorted_expert_ids.numel()}; use moegen.runtime.routing.moe_sorting"
         )
     if sorted_token_ids.numel() < sorted_expert_ids.numel() * tile_m:
         problems.append(
             f"sorted_token_ids: expected >= {sorted_expert_ids.numel() * tile_m} entries "
             f"({sorted_expert_ids.numel()} M-blocks x tile_m={tile_m}), "
-            f"got {sorted_token_ids.numel()}; use moegen.routing.moe_sorting"
+            f"got {sorted_token_ids.numel()}; use moegen.runtime.routing.moe_sorting"
         )
 
 

@@ -3,7 +3,7 @@
 A generated module's prepare() returns a LaunchPlan (torch pre-steps, kernel calls, torch
 post-steps). `run(plan, executor)` executes it:
 
-* "rocm": moegen.launch.run_plan on the current device (needs a ROCm torch with a GPU).
+* "rocm": moegen.runtime.launch.run_plan on the current device (needs a ROCm torch with a GPU).
 * "emulator": each KernelCall is compiled for `arch` on the CPU (FlyDSL COMPILE_ONLY, IR dumps)
   in an isolated subprocess -- LLVM fatal errors abort the interpreter, and COMPILE_ONLY is an
   environment setting -- then its final LLVM-dialect MLIR is executed by moegen.emulator on the
@@ -12,13 +12,13 @@ post-steps). `run(plan, executor)` executes it:
 
 Compiles are cached under ``$MOEGEN_CACHE_DIR/kernels`` (default ``~/.cache/moegen/kernels``),
 keyed by kernel, launcher, arch, constexprs, operand dtypes and ranks, the compile entry, and
-moegen.compile.source_fingerprint of the generated module: the hashes of the module and of every
-moegen module it imports transitively (moegen.flydsl_lib is traced into every kernel), the
+moegen.backends.flydsl.compile.source_fingerprint of the generated module: the hashes of the module and of every
+moegen module it imports transitively (moegen.backends.flydsl.device is traced into every kernel), the
 flydsl version and the FLYDSL_* settings. Editing any of them is a miss, so a warm cache never
 serves a kernel built from old code; a hit starts no subprocess. FlyDSL keeps tensor shapes
 dynamic (only constexprs are baked into the code), so token counts share a compile.
 
-`make_problem` builds a whole test case for a generated module (inputs with moegen.verdict's
+`make_problem` builds a whole test case for a generated module (inputs with moegen.harness.verdict's
 data recipe, routing, fp32 reference; Problem.judge gives the per-row verdict); the generated per-variant tests and `moegen emulate` use it.
 """
 
@@ -40,32 +40,13 @@ from typing import Literal
 
 import torch
 
-from moegen import reference, routing, verdict
-from moegen.launch import KernelCall, LaunchPlan, run_plan
+from moegen.harness import verdict
+from moegen.runtime import reference, routing
+from moegen.runtime.launch import KernelCall, LaunchPlan, run_plan
+from moegen.runtime.modules import load_module
 
 EXECUTORS = ("rocm", "emulator")
 MLIR_GLOB = "*_reconcile_unrealized_casts.mlir"
-ENTRY_MODULE = "moegen_compile_entry"
-ARGS_FILE = "operands.json"
-
-# The subprocess entry: rebuild the operands as torch.empty (shapes/dtypes only) and call the
-# launcher once; under COMPILE_ONLY=1 that traces, compiles, links and dumps the IR.
-_ENTRY_SOURCE = '''"""Compile entry written by moegen.execute: one launcher call (operands.json)."""
-import importlib.util
-import json
-from pathlib import Path
-
-import torch
-
-
-def compile():
-    spec = json.loads((Path(__file__).parent / "operands.json").read_text())
-    loader = importlib.util.spec_from_file_location(spec["module_name"], spec["module_path"])
-    module = importlib.util.module_from_spec(loader)
-    loader.loader.exec_module(module)
-    args = [torch.empty(shape, dtype=getattr(torch, dtype)) for shape, dtype in spec["args"]]
-    getattr(module, spec["launcher"])(*args, **spec["constexprs"])
-'''
 
 
 # ---- executors -------------------------------------------------------------------------------
@@ -181,7 +162,7 @@ class CompileFailed(RuntimeError):
 
 def cache_root() -> Path:
     """Where compiled kernels are cached: $MOEGEN_CACHE_DIR/kernels (~/.cache/moegen/kernels)."""
-    from moegen.compile import cache_home
+    from moegen.backends.flydsl.compile import cache_home
 
     return cache_home() / "kernels"
 
@@ -204,7 +185,8 @@ def _launcher_source(call: KernelCall) -> tuple[str, Path]:
 def cache_key(call: KernelCall, arch: str) -> str:
     """Hex digest naming the compile of `call` for `arch`: everything the compiled kernel
     depends on (see the module docstring), so a changed input is a different entry."""
-    from moegen.compile import source_fingerprint
+    from moegen.backends.flydsl import entry as entry_module
+    from moegen.backends.flydsl.compile import source_fingerprint
 
     launcher, module = _launcher_source(call)
     key = {
@@ -213,7 +195,7 @@ def cache_key(call: KernelCall, arch: str) -> str:
         "arch": arch,
         "constexprs": dict(sorted(call.constexprs.items())),
         "operands": [(len(shape), dtype) for shape, dtype in _operands(call)],
-        "entry_sha256": hashlib.sha256(_ENTRY_SOURCE.encode()).hexdigest(),
+        "entry_sources": source_fingerprint(Path(entry_module.__file__))["sources"],
         **source_fingerprint(module),
     }
     digest = hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:24]
@@ -234,11 +216,11 @@ def compile_calls(
     """The final LLVM-dialect MLIR of each (kernel call, arch), compiling the misses.
 
     Misses compile in parallel subprocesses (`jobs` at a time, default all cores) through
-    moegen.compile, which fails on compiler error lines and kernels without ISA. Each compile
+    moegen.backends.flydsl.compile, which fails on compiler error lines and kernels without ISA. Each compile
     lands in a private temporary directory that is renamed into place, so concurrent
     processes never see half-written entries. Raises CompileFailed naming every failure.
     """
-    from moegen.compile import CompileTarget, compile_many
+    from moegen.backends.flydsl.compile import CompileTarget, compile_many
 
     root = Path(cache_dir) if cache_dir is not None else cache_root()
     entries = [root / cache_key(call, arch) for call, arch in calls]
@@ -255,16 +237,10 @@ def compile_calls(
         for entry, (call, arch) in misses.items():
             tmp = staged[entry]
             launcher, module = _launcher_source(call)
-            spec = {
-                "module_name": module.stem,
-                "module_path": str(module),
-                "launcher": launcher,
-                "args": _operands(call),
-                "constexprs": dict(call.constexprs),
-            }
-            (tmp / ARGS_FILE).write_text(json.dumps(spec, indent=1))
-            (tmp / f"{ENTRY_MODULE}.py").write_text(_ENTRY_SOURCE)
-            targets.append(CompileTarget(tmp / f"{ENTRY_MODULE}.py", "compile", arch, tmp / "dump"))
+            job = {"args": _operands(call), "constexprs": dict(call.constexprs)}
+            targets.append(
+                CompileTarget(module, launcher, arch, tmp / "dump", kind="launcher", job=job)
+            )
         failures = []
         try:
             for entry, result in zip(misses, compile_many(targets, jobs=jobs)):
@@ -330,7 +306,7 @@ class Problem:
         only_wgs: Iterable[tuple[int, ...]] | None = None,
         ambiguous: Sequence = (),
     ) -> verdict.Verdict:
-        """Per-row verdict of a result (see moegen.verdict): stage 1 judges each (token, slot)
+        """Per-row verdict of a result (see moegen.harness.verdict): stage 1 judges each (token, slot)
         row, over the outputs the workgroups computed when only_wgs is given (see covered());
         stage 2 judges each token row. `ambiguous` are the emulator's AmbiguousAccesses; those
         of a workgroup holding a checked row make the verdict INCONCLUSIVE."""
@@ -407,7 +383,7 @@ def make_problem(
     lazy_weights: bool = False,
     arch: str = "gfx942",
 ) -> Problem:
-    """Build a case for a generated module with moegen.verdict's data recipe (x ~ N(0, 1),
+    """Build a case for a generated module with moegen.harness.verdict's data recipe (x ~ N(0, 1),
     w ~ N(0, weight_std(K)^2): pre-activations of std PREACT_STD, where SiLU is far from linear).
 
     route="random": each token picks topk distinct experts at random among those not listed in
@@ -451,15 +427,6 @@ def make_problem(
     else:
         ref = reference.stage2(act, weight, topk_ids, topk_weights)
     return Problem(module, arch, act, weight, topk, topk_ids, topk_weights, sorted_routing, ref)
-
-
-def load_module(path: Path) -> ModuleType:
-    """Import a generated module from its file (generated/flydsl/<variant>.py)."""
-    path = Path(path).resolve()
-    spec = importlib.util.spec_from_file_location(path.stem, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 __all__ = [

@@ -18,9 +18,9 @@ from typing import Iterable, Mapping, Sequence
 import black
 import jinja2
 
-from .spec import Variant
+from moegen.backends import get_backend
+from moegen.spec.model import Variant
 
-KERNEL_TEMPLATES = {1: "flydsl/moe_stage1.py.j2", 2: "flydsl/moe_stage2.py.j2"}
 TEST_TEMPLATE = "tests/test_boundary.py.j2"
 REGISTRY_TEMPLATE = "registry.py.j2"
 TESTS_CONFTEST_TEMPLATE = "tests/conftest.py.j2"
@@ -85,9 +85,10 @@ def render_raw(
     env = make_env(templates_dir)
     files: dict[str, str] = {}
     for v in variants:
-        kt = KERNEL_TEMPLATES[v.stage]
+        backend = get_backend(v.backend)
+        kt = backend.kernel_templates[v.stage]
         body = _render(env, kt, v=v)
-        files[v.module_relpath] = header(v, kt, spec_path, "FlyDSL kernel module") + body
+        files[v.module_relpath] = header(v, kt, spec_path, f"{backend.title} kernel module") + body
         if (templates_dir / TEST_TEMPLATE).exists():
             body = _render(env, TEST_TEMPLATE, v=v)
             files[v.test_relpath] = header(v, TEST_TEMPLATE, spec_path, "boundary test") + body

@@ -12,7 +12,7 @@ from typing import Any
 
 import yaml
 
-from .errors import Location, SpecError
+from moegen.spec.errors import Location, SpecError
 
 
 class LMap(dict):

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Iterator, Mapping
 
-from .render import manifest_text
+from moegen.render.engine import manifest_text
 
 MANIFEST = "MANIFEST"
 

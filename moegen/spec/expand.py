@@ -12,30 +12,30 @@ from collections.abc import Hashable
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from .errors import Location, SpecError
-from .kernel_limits import check_tiles
-from .spec import (
+from moegen.backends import get_backend
+from moegen.spec.checks import (
+    _suggest,
+    check_keys,
+    check_name,
+    expect_bool,
+    expect_choice,
+    expect_int,
+    expect_map,
+    type_name,
+)
+from moegen.spec.errors import Location, SpecError
+from moegen.spec.load import load_spec, raise_if
+from moegen.spec.located import LList, LMap
+from moegen.spec.model import (
     ADDRESSING_MODES,
     AXES,
     STAGES,
     TILE_KEYS,
     TORCH_DTYPES,
     VARIANT_KEYS,
-    LList,
-    LMap,
     Source,
     Spec,
     Variant,
-    check_keys,
-    _suggest,
-    check_name,
-    expect_bool,
-    expect_choice,
-    expect_int,
-    expect_map,
-    load_spec,
-    raise_if,
-    type_name,
 )
 
 BUILTIN_DEFAULTS = {
@@ -291,7 +291,7 @@ class _Expander:
             source=src,
             shapes=spec.shapes,
         )
-        for problem in check_tiles(v):
+        for problem in get_backend(v.backend).check_tiles(v):
             self.error(loc, f"{name}: {problem}", "change the tile in variants.yaml")
             ok = False
         for shape in spec.shapes:

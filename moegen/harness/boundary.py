@@ -4,8 +4,8 @@ The address model decides each variant's cases at render time (they are literals
 generated test); this module runs one case:
 
 - an addressable case runs the variant's kernels on an executor (real ROCm GPU or the CPU
-  emulator) and returns the per-row moegen.verdict against an fp32 reference, on
-  moegen.verdict's data recipe (pre-activations of a few units, where SiLU is not linear);
+  emulator) and returns the per-row moegen.harness.verdict against an fp32 reference, on
+  moegen.harness.verdict's data recipe (pre-activations of a few units, where SiLU is not linear);
 - an unaddressable case must be refused by the launcher's guard (a ValueError naming the
   tensor and the 32-bit limit) before anything is launched.
 
@@ -24,8 +24,9 @@ from types import ModuleType
 
 import torch
 
-from . import execute, routing, verdict
-from .address_model import TOKEN_COUNTS, BoundaryCase
+from moegen.core.address_model import TOKEN_COUNTS, BoundaryCase
+from moegen.harness import execute, verdict
+from moegen.runtime import routing
 
 TOKEN_MASK, TOKEN_BITS = (1 << routing.TOKEN_BITS) - 1, routing.TOKEN_BITS
 

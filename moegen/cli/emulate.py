@@ -3,7 +3,7 @@
     moegen emulate moe_s1_bf16_per_expert_k1 --inter 3072 --tokens 16 --experts 128 \\
         --model-dim 6144 --topk 4 --route highest --lazy
 
-judges the result against the fp32 reference row by row (moegen.verdict: every (token, slot)
+judges the result against the fp32 reference row by row (moegen.harness.verdict: every (token, slot)
 row of stage 1, every token of stage 2, must pass its cos_dist and max-abs-error bounds; the
 global cos_dist is printed too) and prints where the time went. On failure it lists the worst
 rows with their token, slot, expert and that expert's weight-slab byte offset.
@@ -185,8 +185,9 @@ def memory_refusal(module: ModuleType, args: argparse.Namespace) -> str | None:
 def cmd_emulate(args: argparse.Namespace) -> int:
     """Build the case (if it fits in memory), run it on the emulator, print the per-row
     verdict and timings."""
-    from moegen import execute, launch
     from moegen.emulator import EmulatorError
+    from moegen.harness import execute
+    from moegen.runtime import launch
 
     module_path = Path(args.generated) / f"{args.variant}.py"
     if not args.variant.isidentifier() or not module_path.is_file():
