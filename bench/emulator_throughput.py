@@ -24,7 +24,7 @@ def main() -> None:
     module = execute.load_module(ROOT / "generated" / "flydsl" / f"{VARIANT}.py")
     print(f"{VARIANT} {SHAPE}")
     for arch in ("gfx942", "gfx950"):
-        problem = execute.make_problem(module, arch=arch, **SHAPE)
+        problem = execute.make_case(module, arch=arch, **SHAPE)
         plan = problem.plan()
         (call,) = plan.kernels
         (mlir,) = execute.compile_calls([(call, arch)])

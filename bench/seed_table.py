@@ -54,25 +54,25 @@ class Point:
         return self.verdict is not None and self.verdict.passed
 
 
-def problems() -> dict[int, execute.Problem]:
+def problems() -> dict[int, execute.KernelCase]:
     """inter -> the seed case, built once and shared by the four variants (same data)."""
     module = execute.load_module(GENERATED / f"{VARIANTS[0]}.py")
-    return {inter: execute.make_problem(module, inter=inter, arch=ARCH, **SEED) for inter in INTERS}
+    return {inter: execute.make_case(module, inter=inter, arch=ARCH, **SEED) for inter in INTERS}
 
 
-def for_variant(problem: execute.Problem, variant: str) -> execute.Problem:
+def for_variant(problem: execute.KernelCase, variant: str) -> execute.KernelCase:
     """The same case run through another bf16 stage-1 module (same tile_m, so same routing)."""
     return dataclasses.replace(problem, module=execute.load_module(GENERATED / f"{variant}.py"))
 
 
-def _plan(problem: execute.Problem):
+def _plan(problem: execute.KernelCase):
     if problem.module.VARIANT["addressing"] == "whole_tensor":
         with launch.unsafe_skip_address_guards():
             return problem.plan()
     return problem.plan()
 
 
-def precompile(cases: dict[int, execute.Problem], jobs: int = 2) -> None:
+def precompile(cases: dict[int, execute.KernelCase], jobs: int = 2) -> None:
     """Compile every (variant, inter) kernel up front, `jobs` subprocesses at a time."""
     calls = [
         (call, ARCH)
@@ -95,7 +95,7 @@ def _peak_rss_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def run_point(problem: execute.Problem, variant: str) -> Point:
+def run_point(problem: execute.KernelCase, variant: str) -> Point:
     """Run one variant on one case (its kernel should already be compiled: see precompile)."""
     problem = for_variant(problem, variant)
     inter = problem.reference.shape[-1]

@@ -31,14 +31,14 @@ SMALL = dict(experts=4, model_dim=256, inter=128, tokens=33, topk=2, idle_expert
 MIN_COS_SIM = 0.999
 
 
-def _problem(name: str, arch: str, seed: int = 1) -> execute.Problem:
-    return execute.make_problem(
+def _problem(name: str, arch: str, seed: int = 1) -> execute.KernelCase:
+    return execute.make_case(
         execute.load_module(GENERATED / f"{name}.py"), seed=seed, arch=arch, **SMALL
     )
 
 
 @pytest.fixture(scope="module")
-def small_problems() -> dict[tuple[str, str], execute.Problem]:
+def small_problems() -> dict[tuple[str, str], execute.KernelCase]:
     """(variant, arch) -> small problem, with every kernel compiled (2 subprocesses at a time)."""
     problems = {(name, arch): _problem(name, arch) for name in VARIANTS for arch in ARCHS}
     calls = [(call, arch) for (_, arch), p in problems.items() for call in p.plan().kernels]
@@ -86,7 +86,7 @@ def _count_compiles(monkeypatch) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def warm_cache(tmp_path_factory) -> tuple[Path, execute.Problem, Path]:
+def warm_cache(tmp_path_factory) -> tuple[Path, execute.KernelCase, Path]:
     """A private kernel cache holding one compile: (cache dir, its problem, its MLIR)."""
     cache = tmp_path_factory.mktemp("kernel_cache")
     problem = _problem("moe_s2_bf16_per_expert", "gfx942", seed=3)
@@ -104,7 +104,7 @@ def test_compiles_are_cached(warm_cache, monkeypatch):
     assert 1 - problem.cos_dist(run.result) > MIN_COS_SIM  # and the cached kernel is right
     # what the kernel is specialized on names a different entry
     key = execute.cache_key(call, "gfx942")
-    other = execute.make_problem(problem.module, **{**SMALL, "tokens": 200})
+    other = execute.make_case(problem.module, **{**SMALL, "tokens": 200})
     assert execute.cache_key(other.plan().kernels[0], "gfx942") != key  # num_m_blocks
     assert execute.cache_key(call, "gfx950") != key
     monkeypatch.setenv("FLYDSL_COMPILE_OPT_LEVEL", "1")

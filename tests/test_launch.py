@@ -9,13 +9,13 @@ from moegen.runtime import routing
 ACT = {"gfx942": "bfloat16", "gfx950": "bfloat16"}
 
 
-def variant(stage=1, addressing="per_expert", k_batch=1, **over):
+def variant(stage=1, addressing="per_expert", split_k=1, **over):
     v = dict(
         name=f"moe_s{stage}_bf16_{addressing}",
         stage=stage,
         dtype="bf16",
         addressing=addressing,
-        k_batch=k_batch,
+        split_k=split_k,
         tile_m=16,
         tile_n=64,
         tile_k=64,
@@ -108,9 +108,9 @@ def test_stage1_operand_errors(x, w1, message):
 
 def test_split_k_needs_whole_tile_k_steps_per_slice():
     with pytest.raises(
-        ValueError, match=r"model_dim=192 must be a multiple of tile_k \* k_batch = 64 \* 2"
+        ValueError, match=r"model_dim=192 must be a multiple of tile_k \* split_k = 64 \* 2"
     ):
-        stage1(variant(k_batch=2), meta(8, 192), meta(4, 256, 192))
+        stage1(variant(split_k=2), meta(8, 192), meta(4, 256, 192))
 
 
 def test_topk_errors():

@@ -30,7 +30,7 @@ _spec.loader.exec_module(seed_table)
 
 
 @pytest.fixture(scope="module")
-def cases() -> dict[int, execute.Problem]:
+def cases() -> dict[int, execute.KernelCase]:
     built = seed_table.problems()
     seed_table.precompile(built)
     return built
@@ -70,7 +70,7 @@ def test_whole_tensor_past_the_line_reads_the_wrapped_bytes():
 
     inter = 1408
     module = execute.load_module(seed_table.GENERATED / "moe_s1_bf16_whole_tensor_k1.py")
-    problem = execute.make_problem(module, inter=inter, arch=seed_table.ARCH, **seed_table.SEED)
+    problem = execute.make_case(module, inter=inter, arch=seed_table.ARCH, **seed_table.SEED)
     flat = problem.weight.view(-1)
     slab = 2 * inter * 6144
     routed = problem.routed_experts

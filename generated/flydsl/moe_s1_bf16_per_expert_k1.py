@@ -47,7 +47,7 @@ VARIANT = {
     "stage": 1,
     "dtype": "bf16",
     "addressing": "per_expert",
-    "k_batch": 1,
+    "split_k": 1,
     "tile_m": 16,
     "tile_n": 64,
     "tile_k": 64,

@@ -49,7 +49,7 @@ VARIANT = {
     "stage": 1,
     "dtype": "bf16",
     "addressing": "per_expert",
-    "k_batch": 2,
+    "split_k": 2,
     "tile_m": 16,
     "tile_n": 64,
     "tile_k": 64,
@@ -83,7 +83,7 @@ WEIGHT_BYTES = WEIGHT_BITS // 8
 TOKEN_BITS = 24
 TOKEN_MASK = (1 << TOKEN_BITS) - 1
 
-K_BATCH = 2  # grid z: each workgroup reduces one model_dim / K_BATCH slice
+SPLIT_K = 2  # grid z: each workgroup reduces one model_dim / SPLIT_K slice
 PARTIAL_BYTES = 4  # the split-K partial sums are float32 (buffer atomic fadd f32)
 
 # The MFMA each declared arch uses for bf16 (from variants.yaml).
@@ -119,7 +119,7 @@ def moe_s1_bf16_per_expert_k2_kernel(
     bid_m = fx.block_idx.y
     row0 = bid_m * TILE_M
     tokens = fx.get_scalar(X.shape[0])
-    k_slice = model_dim // K_BATCH
+    k_slice = model_dim // SPLIT_K
     k_begin = fx.block_idx.z * k_slice
 
     num_valid = rocdl.s_buffer_load(rocdl.make_buffer_ptr(fx.get_iter(NumValidIds)), 0)
@@ -174,7 +174,7 @@ def moe_s1_bf16_per_expert_k2_kernel(
                 up = mfma_tiles(mfma, a, b_up, up, N_SUBTILES)
 
         # Raw gate/up partials (no SiLU: it is not linear in the K slices) go to the zeroed
-        # float32 [tokens * topk, 2 * inter] buffer; the K_BATCH slices meet there atomically.
+        # float32 [tokens * topk, 2 * inter] buffer; the SPLIT_K slices meet there atomically.
         partial_rsrc = buffer_rsrc(fx.get_iter(Out))
         for mi in fx.range_constexpr(M_SUBTILES):
             acc_row0 = row0 + mi * 16 + k_group * 4
@@ -222,7 +222,7 @@ def launch_moe_s1_bf16_per_expert_k2(
         model_dim,
         inter,
         topk,
-    ).launch(grid=(inter // TILE_N, num_m_blocks, K_BATCH), block=(THREADS, 1, 1), stream=stream)
+    ).launch(grid=(inter // TILE_N, num_m_blocks, SPLIT_K), block=(THREADS, 1, 1), stream=stream)
 
 
 def prepare(

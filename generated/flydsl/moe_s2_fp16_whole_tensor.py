@@ -46,7 +46,7 @@ VARIANT = {
     "stage": 2,
     "dtype": "fp16",
     "addressing": "whole_tensor",
-    "k_batch": 1,
+    "split_k": 1,
     "tile_m": 16,
     "tile_n": 64,
     "tile_k": 64,

@@ -56,6 +56,10 @@ class Backend(ABC):
     ) -> Sequence[Any]:
         """Audit every kernel dumped under `dump_dir` (moegen.verify.verdicts.KernelAudit each)."""
 
+    def template_globals(self) -> Mapping[str, Any]:
+        """Names this backend's templates read from Python (as `backends.<name>.<key>`)."""
+        return {}
+
     def emulator_frontend(self) -> Any | None:
         """The module that turns this backend's dumps into what moegen.emulator runs, or None
         where the emulator cannot run its kernels."""

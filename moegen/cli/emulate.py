@@ -27,9 +27,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
 
-EXIT_OK, EXIT_FAIL = 0, 1
+from moegen.core.vocabulary import EXIT_FAIL, EXIT_OK, GIB
+
 DEFAULT_GENERATED = Path("generated") / "flydsl"
-GIB = 2**30
 # Resident bytes besides the tensors: this process with torch, flydsl and the emulator's
 # per-batch numpy state (peak RSS measured at 0.40 GiB on a small case, and 0.82 GiB on the
 # production shape with --route highest --lazy, whose tensors are 0.43 GiB of that), plus a
@@ -145,7 +145,7 @@ def estimate_memory(module: ModuleType, args: argparse.Namespace, *, lazy: bool)
     filled = E if not lazy else min(E, K if args.route == "highest" else T * K)
     act = T * D if stage1 else T * K * inter
     out = T * K * inter if stage1 else T * D
-    partials = T * K * 2 * inter if stage1 and v["k_batch"] > 1 else 0
+    partials = T * K * 2 * inter if stage1 and v["split_k"] > 1 else 0
     fp32 = 4
     working = act * (a_bytes + fp32) + (2 * out + partials) * fp32 + slab * fp32
     return MemoryEstimate(filled * slab * w_bytes, working)
@@ -212,7 +212,7 @@ def cmd_emulate(args: argparse.Namespace) -> int:
     if refusal:
         return _fail(refusal)
     try:
-        problem = execute.make_problem(
+        problem = execute.make_case(
             module,
             experts=args.experts,
             model_dim=args.model_dim,

@@ -10,13 +10,12 @@ from pathlib import Path
 from typing import Sequence
 
 from moegen.cli import emulate as emulate_cli
+from moegen.cli import verify
+from moegen.core.vocabulary import EXIT_FAIL, EXIT_OK
 from moegen.render.engine import RenderError
 from moegen.spec.errors import Location, SpecError, SpecErrors
 from moegen.spec.expand import enumerate_variants
 from moegen.spec.model import Variant
-from moegen.cli import verify
-
-EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
 
 
 def _paths(args) -> tuple[Path, Path, Path]:
@@ -67,7 +66,7 @@ def cmd_list(args) -> int:
             v.dtype.name,
             v.addressing,
             str(v.stage),
-            str(v.k_batch),
+            str(v.split_k),
             f"{v.tile_m}x{v.tile_n}x{v.tile_k}",
             ",".join(v.archs),
             "yes" if v.preferred else "",
@@ -154,7 +153,7 @@ def cmd_boundary(args) -> int:
     model_dim = args.model_dim or prod.model_dim
     print(
         f"{v['name']}: stage {v['stage']}, {v['addressing']}, weight {v['weight_bits']} bits, "
-        f"activations {v['act_bits']} bits, split_k {v['k_batch']}"
+        f"activations {v['act_bits']} bits, split_k {v['split_k']}"
     )
     for label, tokens in am.TOKEN_COUNTS.items():
         p = am.Problem(experts, model_dim, prod.inter, tokens, prod.topk)

@@ -91,7 +91,7 @@ def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
                 per_inter=_bytes(w_elems, wb) // i,
             )
         )
-        if v["k_batch"] > 1:
+        if v["split_k"] > 1:
             out.append(
                 TensorSpan(
                     "gate_up_partials (split-K, float32)",

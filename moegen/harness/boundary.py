@@ -25,10 +25,9 @@ from types import ModuleType
 import torch
 
 from moegen.core.address_model import TOKEN_COUNTS, BoundaryCase
+from moegen.core.vocabulary import TOKEN_BITS, TOKEN_MASK
 from moegen.harness import execute, verdict
 from moegen.runtime import routing
-
-TOKEN_MASK, TOKEN_BITS = (1 << routing.TOKEN_BITS) - 1, routing.TOKEN_BITS
 
 
 @dataclass(frozen=True)
@@ -39,13 +38,13 @@ class Covered:
     cols: torch.Tensor
     n_blocks: tuple[int, ...]
     m_blocks: tuple[int, ...]
-    k_batch: int
+    split_k: int
 
     @property
     def only_wgs(self) -> list[tuple[int, int, int]]:
         """The checked workgroups (grid x = N-block, y = M-block, z = K slice)."""
         return [
-            (x, y, z) for x in self.n_blocks for y in self.m_blocks for z in range(self.k_batch)
+            (x, y, z) for x in self.n_blocks for y in self.m_blocks for z in range(self.split_k)
         ]
 
 
@@ -85,7 +84,7 @@ def _covered(v: dict, case: BoundaryCase, sorted_routing, n_total: int) -> Cover
             token, slot = packed & TOKEN_MASK, packed >> TOKEN_BITS
             if token < case.tokens:
                 rows.append((token, slot, eids[b], float(weights[r])))
-    return Covered(rows, cols, n_blocks, m_blocks, v["k_batch"])
+    return Covered(rows, cols, n_blocks, m_blocks, v["split_k"])
 
 
 def _fill(t: torch.Tensor, index: tuple, gen: torch.Generator, std: float) -> None:

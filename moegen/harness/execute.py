@@ -18,8 +18,8 @@ flydsl version and the FLYDSL_* settings. Editing any of them is a miss, so a wa
 serves a kernel built from old code; a hit starts no subprocess. FlyDSL keeps tensor shapes
 dynamic (only constexprs are baked into the code), so token counts share a compile.
 
-`make_problem` builds a whole test case for a generated module (inputs with moegen.harness.verdict's
-data recipe, routing, fp32 reference; Problem.judge gives the per-row verdict); the generated per-variant tests and `moegen emulate` use it.
+`make_case` builds a whole test case for a generated module (inputs with moegen.harness.verdict's
+data recipe, routing, fp32 reference; KernelCase.judge gives the per-row verdict); the generated per-variant tests and `moegen emulate` use it.
 """
 
 from __future__ import annotations
@@ -40,13 +40,14 @@ from typing import Literal
 
 import torch
 
+from moegen.backends.flydsl.audit import MLIR_GLOB
+from moegen.core.vocabulary import TOKEN_BITS, TOKEN_MASK, cache_home
 from moegen.harness import verdict
 from moegen.runtime import reference, routing
 from moegen.runtime.launch import KernelCall, LaunchPlan, run_plan
 from moegen.runtime.modules import load_module
 
 EXECUTORS = ("rocm", "emulator")
-MLIR_GLOB = "*_reconcile_unrealized_casts.mlir"
 
 
 # ---- executors -------------------------------------------------------------------------------
@@ -162,8 +163,6 @@ class CompileFailed(RuntimeError):
 
 def cache_root() -> Path:
     """Where compiled kernels are cached: $MOEGEN_CACHE_DIR/kernels (~/.cache/moegen/kernels)."""
-    from moegen.backends.flydsl.compile import cache_home
-
     return cache_home() / "kernels"
 
 
@@ -264,7 +263,7 @@ def compile_calls(
 
 
 @dataclass(frozen=True)
-class Problem:
+class KernelCase:
     """One MoE case for a generated module: operands, routing, and the fp32 reference.
 
     act/weight are the module's operands (stage 1: x [tokens, model_dim], w1 [E, 2 * inter,
@@ -332,7 +331,7 @@ class Problem:
             self.sorted_routing[0],
             self.module.VARIANT["tile_m"],
             rows,
-            routing.TOKEN_BITS,
+            TOKEN_BITS,
         )
         return verdict.judge(
             got,
@@ -356,12 +355,12 @@ class Problem:
         ids = self.sorted_routing[0]
         mask = torch.zeros(self.reference.shape, dtype=torch.bool)
         for x, y in {(x, y) for x, y, _ in wgs}:
-            if any((x, y, z) not in wgs for z in range(variant["k_batch"])):
+            if any((x, y, z) not in wgs for z in range(variant["split_k"])):
                 continue
             block = ids[y * tile_m : (y + 1) * tile_m]
-            token = block & ((1 << routing.TOKEN_BITS) - 1)
+            token = block & TOKEN_MASK
             routed = token < tokens
-            slot = block >> routing.TOKEN_BITS
+            slot = block >> TOKEN_BITS
             mask[token[routed].long(), slot[routed].long(), x * tile_n : (x + 1) * tile_n] = True
         return mask
 
@@ -369,7 +368,7 @@ class Problem:
 Route = Literal["random", "highest"]
 
 
-def make_problem(
+def make_case(
     module: ModuleType,
     *,
     experts: int,
@@ -382,7 +381,7 @@ def make_problem(
     idle_experts: Sequence[int] = (),
     lazy_weights: bool = False,
     arch: str = "gfx942",
-) -> Problem:
+) -> KernelCase:
     """Build a case for a generated module with moegen.harness.verdict's data recipe (x ~ N(0, 1),
     w ~ N(0, weight_std(K)^2): pre-activations of std PREACT_STD, where SiLU is far from linear).
 
@@ -426,20 +425,20 @@ def make_problem(
         ref = reference.stage1(act, weight, topk_ids, topk_weights if variant["doweight"] else None)
     else:
         ref = reference.stage2(act, weight, topk_ids, topk_weights)
-    return Problem(module, arch, act, weight, topk, topk_ids, topk_weights, sorted_routing, ref)
+    return KernelCase(module, arch, act, weight, topk, topk_ids, topk_weights, sorted_routing, ref)
 
 
 __all__ = [
     "EXECUTORS",
     "CompileFailed",
     "Emulated",
-    "Problem",
+    "KernelCase",
     "cache_key",
     "cache_root",
     "compile_calls",
     "emulate",
     "load_module",
-    "make_problem",
+    "make_case",
     "run",
     "unavailable_reason",
 ]

@@ -25,6 +25,8 @@ from typing import Any
 
 import torch
 
+from moegen.core.vocabulary import GIB
+
 # ---- the data recipe -----------------------------------------------------------------------
 
 ACT_STD = 1.0  # x (stage 1) and a2 (stage 2): N(0, 1), exactly representable scale
@@ -85,7 +87,6 @@ GLOBAL_COS_DIST_LIMIT = 0.01
 with upstream tables; it must pass too, but alone it cannot see a few bad rows."""
 
 WORST_ROWS_SHOWN = 8
-GIB = 2**30
 
 
 # ---- verdicts ------------------------------------------------------------------------------

@@ -18,7 +18,9 @@ from typing import Iterable, Mapping, Sequence
 import black
 import jinja2
 
-from moegen.backends import get_backend
+from moegen.backends import BACKENDS, get_backend
+from moegen.core import vocabulary
+from moegen.core.vocabulary import cache_home
 from moegen.spec.model import Variant
 
 TEST_TEMPLATE = "tests/test_boundary.py.j2"
@@ -42,6 +44,10 @@ def make_env(templates_dir: Path) -> jinja2.Environment:
         autoescape=False,
     )
     env.filters["pyrepr"] = repr
+    # Templates spell constants from the one place that defines them: the shared vocabulary,
+    # and each backend's own (its tile limits: waves per workgroup, ...), by backend name.
+    env.globals["vocabulary"] = vocabulary
+    env.globals["backends"] = {name: get_backend(name).template_globals() for name in BACKENDS}
     return env
 
 
@@ -116,10 +122,7 @@ def render_raw(
 
 
 def _cache_dir() -> Path:
-    root = os.environ.get("MOEGEN_CACHE_DIR") or os.path.join(
-        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "moegen"
-    )
-    return Path(root) / "black"
+    return cache_home() / "black"
 
 
 def _key(text: str) -> str:

@@ -17,14 +17,14 @@ from moegen.core import address_model
 
 
 @dataclass(frozen=True)
-class Entry:
+class RegisteredVariant:
     """One generated variant, as the registry lists it (no kernel import needed to filter)."""
 
     name: str
     module: str
     dtype: str
     stage: int
-    k_batch: int
+    split_k: int
     addressing: str
     preferred: bool
 
@@ -65,29 +65,29 @@ def problem_of(stage: int, act_shape: Sequence[int], w_shape: Sequence[int], top
     )
 
 
-def candidates(entries: Sequence[Entry], *, dtype: str, stage: int, k_batch: int) -> list[Entry]:
+def candidates(entries: Sequence[RegisteredVariant], *, dtype: str, stage: int, split_k: int) -> list[RegisteredVariant]:
     """The matching entries, preferred first, then by name (deterministic)."""
-    found = [e for e in entries if (e.dtype, e.stage, e.k_batch) == (dtype, stage, k_batch)]
+    found = [e for e in entries if (e.dtype, e.stage, e.split_k) == (dtype, stage, split_k)]
     return sorted(found, key=lambda e: (not e.preferred, e.name))
 
 
 def select(
-    entries: Sequence[Entry],
+    entries: Sequence[RegisteredVariant],
     *,
     dtype: str,
     stage: int,
-    k_batch: int = 1,
+    split_k: int = 1,
     experts: int,
     model_dim: int,
     inter: int,
     tokens: int,
     topk: int,
-) -> Entry:
+) -> RegisteredVariant:
     """The first candidate (preferred first) that can address this problem."""
-    cands = candidates(entries, dtype=dtype, stage=stage, k_batch=k_batch)
-    what = f"dtype={dtype} stage={stage} split_k={k_batch}"
+    cands = candidates(entries, dtype=dtype, stage=stage, split_k=split_k)
+    what = f"dtype={dtype} stage={stage} split_k={split_k}"
     if not cands:
-        declared = sorted({(e.dtype, e.stage, e.k_batch) for e in entries})
+        declared = sorted({(e.dtype, e.stage, e.split_k) for e in entries})
         raise NoAddressableVariant(
             f"no variant in variants.yaml has {what}; declared (dtype, stage, split_k): {declared}. "
             "Add one to variants.yaml and run `moegen render`."

@@ -270,13 +270,13 @@ def _stage1_dims(
             f"w1: dim 1 holds gate and up rows, so it must be even, got {two_inter}; "
             "w1 is [experts, 2 * inter, model_dim], gate rows then up rows"
         )
-    tile_n, tile_k, k_batch = variant["tile_n"], variant["tile_k"], variant["k_batch"]
+    tile_n, tile_k, split_k = variant["tile_n"], variant["tile_k"], variant["split_k"]
     if inter % tile_n:
         problems.append(f"w1: inter={inter} must be a multiple of tile_n={tile_n}")
-    if model_dim % (tile_k * k_batch):
+    if model_dim % (tile_k * split_k):
         problems.append(
-            f"x: model_dim={model_dim} must be a multiple of tile_k * k_batch = {tile_k} * {k_batch} "
-            f"(each of the {k_batch} K slices is a whole number of tile_k steps)"
+            f"x: model_dim={model_dim} must be a multiple of tile_k * split_k = {tile_k} * {split_k} "
+            f"(each of the {split_k} K slices is a whole number of tile_k steps)"
         )
     return experts, model_dim, inter, tokens
 

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import torch
 
-TOKEN_BITS = 24
+from moegen.core.vocabulary import TOKEN_BITS
 
 
 def max_num_tokens_padded(tokens: int, topk: int, experts: int, block: int) -> int:

@@ -52,7 +52,7 @@ def variant_name(
     stage: int,
     dtype: str,
     addressing: str,
-    k_batch: int,
+    split_k: int,
     tile: tuple[int, int, int],
     doweight: bool,
     out_dtype: str,
@@ -67,7 +67,7 @@ def variant_name(
     """
     parts = [f"moe_s{stage}", dtype, addressing]
     if stage == 1:
-        parts.append(f"k{k_batch}")
+        parts.append(f"k{split_k}")
     if tile != default_tile:
         parts.append("t{}x{}x{}".format(*tile))
     if stage == 1 and doweight:
@@ -217,14 +217,14 @@ class _Expander:
                 "set them in the entry or under `defaults:`",
             )
             return None
-        stage, k_batch = merged["stage"], merged.get("split_k", 1)
+        stage, split_k = merged["stage"], merged.get("split_k", 1)
         ok = True
-        if stage == 2 and k_batch != 1:
+        if stage == 2 and split_k != 1:
             self.error(
                 loc,
-                f"split_k={k_batch} with stage 2: split-K exists only for stage 1",
+                f"split_k={split_k} with stage 2: split-K exists only for stage 1",
                 "use split_k: 1 for stage 2, or add `exclude: [{stage: 2, split_k: %d}]` to the matrix"
-                % k_batch,
+                % split_k,
             )
             ok = False
         dt = spec.dtypes[merged["dtype"]]
@@ -268,7 +268,7 @@ class _Expander:
             stage=stage,
             dtype=dt.name,
             addressing=merged["addressing"],
-            k_batch=k_batch,
+            split_k=split_k,
             tile=tile,
             doweight=doweight,
             out_dtype=out_dtype,
@@ -280,7 +280,7 @@ class _Expander:
             dtype=dt,
             addressing=merged["addressing"],
             stage=stage,
-            k_batch=k_batch,
+            split_k=split_k,
             tile_m=tile[0],
             tile_n=tile[1],
             tile_k=tile[2],
@@ -423,9 +423,9 @@ def shape_problems(v: Variant, shape) -> list[str]:
         )
     if n_dim % v.tile_n:
         problems.append(f"tile n={v.tile_n} does not divide {n_what}={n_dim}")
-    if k_dim % (v.k_batch * v.tile_k):
+    if k_dim % (v.split_k * v.tile_k):
         problems.append(
-            f"split_k x tile k = {v.k_batch} x {v.tile_k} does not divide {k_what}={k_dim}"
+            f"split_k x tile k = {v.split_k} x {v.tile_k} does not divide {k_what}={k_dim}"
         )
     return problems
 

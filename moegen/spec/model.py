@@ -22,10 +22,10 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from moegen.backends import get_backend
+from moegen.core.vocabulary import ADDRESSING_MODES, Mfma  # noqa: F401  (part of the model)
 from moegen.spec.errors import Location
 from moegen.spec.located import LList, LMap
 
-ADDRESSING_MODES = ("whole_tensor", "per_expert")
 STAGES = (1, 2)
 WEIGHT_BITS = (4, 8, 16)
 SCALE_KINDS = ("per_token", "per_channel", "per_group")
@@ -72,16 +72,6 @@ VARIANT_KEYS = (
     "preferred",
 )
 AXES = ("dtype", "addressing", "stage", "split_k", "doweight", "out_dtype", "preferred")
-
-
-@dataclass(frozen=True)
-class Mfma:
-    """The MFMA instruction a dtype uses on one arch (op = flydsl.expr.rocdl function name)."""
-
-    op: str
-    k: int
-    operand: str
-    width: int
 
 
 @dataclass(frozen=True)
@@ -143,7 +133,7 @@ class Variant:
     dtype: DType
     addressing: str
     stage: int
-    k_batch: int
+    split_k: int
     tile_m: int
     tile_n: int
     tile_k: int
@@ -196,7 +186,7 @@ class Variant:
             "dtype": self.dtype.name,
             "addressing": self.addressing,
             "stage": self.stage,
-            "split_k": self.k_batch,
+            "split_k": self.split_k,
             "tile": {"m": self.tile_m, "n": self.tile_n, "k": self.tile_k},
             "archs": list(self.archs),
             "doweight": self.doweight,
@@ -212,7 +202,7 @@ class Variant:
             "stage": self.stage,
             "dtype": self.dtype.name,
             "addressing": self.addressing,
-            "k_batch": self.k_batch,
+            "split_k": self.split_k,
             "tile_m": self.tile_m,
             "tile_n": self.tile_n,
             "tile_k": self.tile_k,

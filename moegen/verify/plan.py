@@ -78,7 +78,7 @@ def mfma_pattern(op: str) -> str:
 def required_isa(v: Variant, arch: str) -> tuple[str, ...]:
     """Mnemonic patterns every kernel of `v` must contain on `arch`."""
     patterns = ["buffer_load", mfma_pattern(v.dtype.mfma[arch].op)]
-    if v.stage == 2 or v.k_batch > 1:  # partial sums meet in memory
+    if v.stage == 2 or v.split_k > 1:  # partial sums meet in memory
         patterns.append("buffer_atomic")
     return tuple(patterns)
 
@@ -145,7 +145,7 @@ def runtime_bounds(v: Variant, shape: Shape, experts: int) -> dict[str, int]:
         "NumValidIds": blocks * v.tile_m,
         "block_idx.x": n_tiles - 1,
         "block_idx.y": blocks - 1,
-        "block_idx.z": v.k_batch - 1,
+        "block_idx.z": v.split_k - 1,
     }
 
 

@@ -14,12 +14,12 @@ from pathlib import Path
 from moegen.backends.flydsl import entry as entry_module
 from moegen.backends.flydsl.audit import audit_dump_dir
 from moegen.backends.flydsl.compile import (
-    cache_home,
     compile_target,
     compile_target_cached,
     source_fingerprint,
 )
 from moegen.backends.flydsl.toolchain import rocm_root
+from moegen.core.vocabulary import cache_home
 from moegen.spec.expand import enumerate_variants
 from moegen.verify.plan import WEIGHT_PARAM, Check, Outcome, plan_checks
 from moegen.verify.report import format_report

@@ -41,6 +41,11 @@ class FlyDSL(Backend):
 
         return audit_dump_dir(dump_dir, weight=weight, expected=expected, bounds=bounds)
 
+    def template_globals(self) -> Mapping[str, Any]:
+        from moegen.backends.flydsl import limits
+
+        return {"limits": limits}
+
     def emulator_frontend(self) -> Any:
         from moegen.emulator import frontend
 

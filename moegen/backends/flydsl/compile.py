@@ -381,15 +381,6 @@ def compile_many(targets: Iterable[CompileTarget], jobs: int | None = None) -> l
 # ---- what a compiled kernel depends on (cache keys) --------------------------------------
 
 
-def cache_home() -> Path:
-    """moegen's cache directory: $MOEGEN_CACHE_DIR, else $XDG_CACHE_HOME/moegen
-    (default ~/.cache/moegen). Compile caches are subdirectories of it."""
-    if os.environ.get("MOEGEN_CACHE_DIR"):
-        return Path(os.environ["MOEGEN_CACHE_DIR"])
-    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
-    return Path(xdg) / PACKAGE
-
-
 def _module_file(dotted: str) -> list[Path]:
     """The files Python executes to import `dotted` (a moegen module): each package's
     __init__.py on the way, then the module itself (absent names resolve to nothing)."""

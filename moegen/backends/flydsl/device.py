@@ -6,8 +6,7 @@ their dtype); the buffer loads, the MFMA sub-tile loop and the arch lookup live 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable, Mapping
+from typing import Mapping
 
 import flydsl.expr as fx
 from flydsl._mlir import ir
@@ -15,18 +14,9 @@ from flydsl._mlir.dialects import vector
 from flydsl.expr import rocdl
 from flydsl.runtime.device import get_rocm_arch
 
+from moegen.core.vocabulary import ROUTING_BYTES, Mfma
+
 LOG2_E = 1.4426950408889634
-ROUTING_BYTES = 4  # sorted_token_ids / sorted_expert_ids are int32, sorted_weights float32
-
-
-@dataclass(frozen=True)
-class Mfma:
-    """A 16x16xK MFMA: lane l holds row/col l % 16 and k-slice l // 16 of A and B."""
-
-    op: Callable
-    k: int  # reduction depth of one instruction
-    operand: str  # MLIR element type of the per-lane A/B vector
-    width: int  # elements per lane: k split over the 4 groups of 16 lanes
 
 
 def target_mfma(by_arch: Mapping[str, Mfma], variant: str) -> Mfma:

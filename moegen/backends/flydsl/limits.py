@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
+from moegen.core.vocabulary import ADDRESSING_MODES
+
 MFMA_ROWS = 16  # every template MFMA is 16x16xK
 WAVES = 4  # 256-thread workgroups
 WAVE_COLUMNS = 16  # each wave's N slice is a multiple of one MFMA's 16 columns
-ADDRESSING_MODES = ("whole_tensor", "per_expert")
 SUPPORTED_OUT_DTYPES = ("float32",)  # stage 2 accumulates with buffer atomic fadd f32
 
 
@@ -44,10 +45,10 @@ def check_tiles(v: Any) -> list[str]:
             problems.append(
                 f"{arch} MFMA {mfma.op}: a lane's {mfma.width} operands must fill whole dwords"
             )
-    if v.k_batch < 1:
-        problems.append(f"k_batch={v.k_batch} must be >= 1")
-    if v.stage == 2 and v.k_batch != 1:
-        problems.append("split-K (k_batch >= 2) exists for stage 1 only")
+    if v.split_k < 1:
+        problems.append(f"split_k={v.split_k} must be >= 1")
+    if v.stage == 2 and v.split_k != 1:
+        problems.append("split-K (split_k >= 2) exists for stage 1 only")
     if v.stage == 2 and v.out_dtype not in SUPPORTED_OUT_DTYPES:
         problems.append(
             f"stage-2 out_dtype {v.out_dtype!r} needs packed 16-bit atomics, which the template does not "
