@@ -9,7 +9,7 @@
 #   tile        {"m": 16, "n": 64, "k": 64}
 #   archs       ["gfx942", "gfx950"]
 #   doweight    false
-#   out_dtype   "float32"
+#   out_dtype   "float16"
 #   preferred   true
 """MoE stage 1 (split-K, 2 K slices): gate/up GEMM of each routed row with its expert's W1.
 
@@ -54,12 +54,12 @@ VARIANT = {
     "tile_n": 64,
     "tile_k": 64,
     "doweight": False,
-    "out_dtype": "float32",
+    "out_dtype": "float16",
     "archs": ["gfx942", "gfx950"],
     "act_bits": 16,
     "weight_bits": 16,
     "weight_pack": 1,
-    "out_bits": 32,
+    "out_bits": 16,
     "preferred": True,
 }
 # torch dtypes the declared archs expect (fp8 flavours differ per arch; bf16/fp16 do not).

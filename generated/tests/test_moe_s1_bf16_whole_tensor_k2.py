@@ -9,7 +9,7 @@
 #   tile        {"m": 16, "n": 64, "k": 64}
 #   archs       ["gfx942", "gfx950"]
 #   doweight    false
-#   out_dtype   "float32"
+#   out_dtype   "bfloat16"
 #   preferred   true
 """Boundary test of moe_s1_bf16_whole_tensor_k2: its shapes swept across the 4 GiB line.
 
@@ -31,11 +31,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from generated import VARIANTS
 from generated.flydsl import moe_s1_bf16_whole_tensor_k2 as kernel
 from moegen.harness import boundary
 from moegen.harness import execute
 from moegen.verify.run import assert_verified
 
+# The spec this test was rendered from, beside generated/ (`moegen render --variants` names it).
 SPEC = Path(__file__).resolve().parents[2] / "variants.yaml"
 ARCHS = ["gfx942", "gfx950"]
 MODEL_DIM = 6144
@@ -82,6 +84,18 @@ def test_boundary(case, executor, record_property):
     assert result.passed, result.report()
 
 
+def _per_expert_twin() -> str:
+    """The variant the guard must point to: the registry's per_expert variant of this dtype,
+    stage and split-K (a guard naming a variant that is not declared fails here)."""
+    same = ("dtype", "stage", "split_k")
+    (twin,) = [
+        r.name
+        for r in VARIANTS
+        if r.addressing == "per_expert" and all(getattr(r, k) == kernel.VARIANT[k] for k in same)
+    ]
+    return twin
+
+
 def _refusals(case) -> list[tuple[str, str]]:
     """What the guard must say for this shape, worked out by hand from the layouts: for each
     tensor reaching 2**32 bytes through one buffer resource, (its name, shape, bytes and the
@@ -97,7 +111,7 @@ def _refusals(case) -> list[tuple[str, str]]:
     span = case.experts * shape[1] * shape[2] * element_bytes  # one resource over all experts
     resource, remedy = (
         "whole tensor",
-        "Use the per_expert variant moe_s1_bf16_per_expert_k2 (64-bit per-expert base)",
+        f"Use the per_expert variant {_per_expert_twin()} (64-bit per-expert base)",
     )
     expected = []
     if span >= limit:

@@ -9,7 +9,7 @@
 #   tile        {"m": 16, "n": 64, "k": 64}
 #   archs       ["gfx942", "gfx950"]
 #   doweight    false
-#   out_dtype   "float32"
+#   out_dtype   "float16"
 #   preferred   false
 """Boundary test of moe_s1_fp16_per_expert_k1: its shapes swept across the 4 GiB line.
 
@@ -37,6 +37,7 @@ from moegen.harness import boundary
 from moegen.harness import execute
 from moegen.verify.run import assert_verified
 
+# The spec this test was rendered from, beside generated/ (`moegen render --variants` names it).
 SPEC = Path(__file__).resolve().parents[2] / "variants.yaml"
 ARCHS = ["gfx942", "gfx950"]
 MODEL_DIM = 6144

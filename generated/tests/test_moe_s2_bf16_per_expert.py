@@ -37,6 +37,7 @@ from moegen.harness import boundary
 from moegen.harness import execute
 from moegen.verify.run import assert_verified
 
+# The spec this test was rendered from, beside generated/ (`moegen render --variants` names it).
 SPEC = Path(__file__).resolve().parents[2] / "variants.yaml"
 ARCHS = ["gfx942", "gfx950"]
 MODEL_DIM = 6144

@@ -96,7 +96,7 @@ def render_raw(
         body = _render(env, kt, v=v)
         files[v.module_relpath] = header(v, kt, spec_path, f"{backend.title} kernel module") + body
         if (templates_dir / TEST_TEMPLATE).exists():
-            body = _render(env, TEST_TEMPLATE, v=v)
+            body = _render(env, TEST_TEMPLATE, v=v, spec_name=spec_path.name)
             files[v.test_relpath] = header(v, TEST_TEMPLATE, spec_path, "boundary test") + body
     if full:
         files["flydsl/__init__.py"] = header(None, "(none)", spec_path, "package marker") + (

@@ -180,6 +180,15 @@ class Variant:
         )
 
     @property
+    def stored_dtype(self) -> str:
+        """The torch dtype the kernel's result is stored in: stage 2 accumulates in out_dtype;
+        stage 1 stores in the activation dtype (the same torch dtype on every declared arch)."""
+        if self.stage == 2:
+            return self.out_dtype
+        (act,) = {self.dtype.act_torch[arch] for arch in self.archs}
+        return act
+
+    @property
     def params(self) -> dict[str, Any]:
         """The resolved parameters, in a fixed order (header, `moegen list`, manifest)."""
         return {
@@ -190,7 +199,7 @@ class Variant:
             "tile": {"m": self.tile_m, "n": self.tile_n, "k": self.tile_k},
             "archs": list(self.archs),
             "doweight": self.doweight,
-            "out_dtype": self.out_dtype,
+            "out_dtype": self.stored_dtype,
             "preferred": self.preferred,
         }
 
@@ -207,12 +216,12 @@ class Variant:
             "tile_n": self.tile_n,
             "tile_k": self.tile_k,
             "doweight": self.doweight,
-            "out_dtype": self.out_dtype,
+            "out_dtype": self.stored_dtype,
             "archs": list(self.archs),
             "act_bits": self.dtype.activation_bits,
             "weight_bits": self.dtype.weight_bits,
             "weight_pack": self.dtype.packing,
-            "out_bits": TORCH_DTYPES[self.out_dtype],
+            "out_bits": TORCH_DTYPES[self.stored_dtype],
             "preferred": self.preferred,
         }
 
