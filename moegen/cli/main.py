@@ -167,11 +167,13 @@ def cmd_boundary(args) -> int:
             f"first inter that cannot be addressed ({label}): {first} "
             f"(inter must be a multiple of {am.inter_granule(v)})"
         )
+    from moegen.harness.verdict import GLOBAL_COS_DIST_LIMIT as limit
+
     print("\nboundary test sweep (generated/tests/test_%s.py):" % v["name"])
     for c in am.boundary_cases(
         v, experts=experts, model_dim=model_dim, topk=prod.topk, production_inter=prod.inter
     ):
-        verdict = "run, cos_dist < 0.01" if c.addressable else "launcher must refuse"
+        verdict = f"run, cos_dist < {limit:g}" if c.addressable else "launcher must refuse"
         print(f"  {c.label:<11} {c.id:<28} W {c.weight_bytes / am.GIB:7.2f} GiB  {verdict}")
     return EXIT_OK
 

@@ -99,9 +99,11 @@ def render_raw(
             body = _render(env, TEST_TEMPLATE, v=v, spec_name=spec_path.name)
             files[v.test_relpath] = header(v, TEST_TEMPLATE, spec_path, "boundary test") + body
     if full:
-        files["flydsl/__init__.py"] = header(None, "(none)", spec_path, "package marker") + (
-            '"""FlyDSL kernel modules, one per variant of variants.yaml."""\n'
-        )
+        for backend in sorted({v.backend for v in variants} or {"flydsl"}):
+            title = get_backend(backend).title
+            files[f"{backend}/__init__.py"] = header(None, "(none)", spec_path, "package marker") + (
+                f'"""{title} kernel modules, one per variant of variants.yaml."""\n'
+            )
         if (templates_dir / TEST_TEMPLATE).exists():
             files["tests/__init__.py"] = header(None, "(none)", spec_path, "package marker") + (
                 '"""Boundary tests, one module per variant of variants.yaml."""\n'

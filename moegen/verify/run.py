@@ -11,8 +11,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
+from moegen.backends import get_backend
 from moegen.backends.flydsl import entry as entry_module
-from moegen.backends.flydsl.audit import audit_dump_dir
 from moegen.backends.flydsl.compile import (
     compile_target,
     compile_target_cached,
@@ -58,7 +58,7 @@ def run_check(check: Check, cache: Path | None = None) -> Outcome:
     if compiled.kernels:
         try:
             audits = tuple(
-                audit_dump_dir(
+                get_backend(check.variant.backend).audit_dump_dir(
                     compiled.target.dump_dir,
                     weight=WEIGHT_PARAM,
                     expected=check.variant.addressing,
