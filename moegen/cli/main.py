@@ -11,7 +11,7 @@ from typing import Sequence
 
 from moegen.cli import emulate as emulate_cli
 from moegen.cli import verify
-from moegen.core.vocabulary import EXIT_FAIL, EXIT_OK
+from moegen.core.vocabulary import EXIT_FAIL, EXIT_OK, GIB
 from moegen.render.engine import RenderError
 from moegen.spec.errors import Location, SpecError, SpecErrors
 from moegen.spec.expand import enumerate_variants
@@ -174,7 +174,7 @@ def cmd_boundary(args) -> int:
         v, experts=experts, model_dim=model_dim, topk=prod.topk, production_inter=prod.inter
     ):
         verdict = f"run, cos_dist < {limit:g}" if c.addressable else "launcher must refuse"
-        print(f"  {c.label:<11} {c.id:<28} W {c.weight_bytes / am.GIB:7.2f} GiB  {verdict}")
+        print(f"  {c.label:<11} {c.id:<28} W {c.weight_bytes / GIB:7.2f} GiB  {verdict}")
     return EXIT_OK
 
 

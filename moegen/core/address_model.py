@@ -18,11 +18,12 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
+from moegen.core.vocabulary import GIB, ROUTING_BYTES
+
 U32_LINE = 2**32  # buffer offsets are 32-bit unsigned byte offsets
 I32_LINE = 2**31  # where signed 32-bit index math overflows
 F32_BITS = 32
-ID_BITS = 32  # sorted_token_ids / sorted_expert_ids are int32, sorted_weights float32
-GIB = 2**30
+ID_BITS = ROUTING_BYTES * 8  # the routing tensors' elements
 
 
 @dataclass(frozen=True)
