@@ -1,10 +1,11 @@
 """The interface every backend implements, and nothing else: the spec, the address model and the
 renderer know a backend only through it (import-linter forbids them a backend's own modules).
 
-A backend is a subpackage of moegen.backends whose __init__ defines BACKEND, an instance of a
-Backend subclass; moegen.backends.get_backend finds it by the name variants.yaml uses. Its
-__init__ stays free of heavy imports (torch, the DSL): `moegen validate` and `moegen render`
-only need its templates and limits, and the methods import the rest when called.
+A backend is a subpackage of moegen.backends whose module `backend` defines BACKEND, an
+instance of a Backend subclass; moegen.backends.get_backend finds it by the name
+variants.yaml uses. That module stays free of heavy imports (torch, the DSL): `moegen validate`
+and `moegen render` only need its templates and limits, and the methods import the rest when
+called.
 """
 
 from __future__ import annotations

@@ -38,6 +38,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -381,6 +382,9 @@ def compile_many(targets: Iterable[CompileTarget], jobs: int | None = None) -> l
 # ---- what a compiled kernel depends on (cache keys) --------------------------------------
 
 
+_PARSE_LOCK = threading.Lock()
+
+
 def _module_file(dotted: str) -> list[Path]:
     """The files Python executes to import `dotted` (a moegen module): each package's
     __init__.py on the way, then the module itself (absent names resolve to nothing)."""
@@ -400,7 +404,9 @@ def _imported_names(path: Path) -> set[str]:
     if here.is_relative_to(MOEGEN_DIR):  # relative imports resolve inside the package
         package += here.relative_to(MOEGEN_DIR).parts
     names: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
+    with _PARSE_LOCK:  # CPython 3.11's ast.parse is not thread-safe (verify runs checks in threads)
+        tree = ast.parse(path.read_text(), filename=str(path))
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             names.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
