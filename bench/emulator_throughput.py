@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from moegen import execute
+from moegen.harness import execute
 from moegen.emulator import Emulator, measure
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -24,7 +24,7 @@ def main() -> None:
     module = execute.load_module(ROOT / "generated" / "flydsl" / f"{VARIANT}.py")
     print(f"{VARIANT} {SHAPE}")
     for arch in ("gfx942", "gfx950"):
-        problem = execute.make_problem(module, arch=arch, **SHAPE)
+        problem = execute.make_case(module, arch=arch, **SHAPE)
         plan = problem.plan()
         (call,) = plan.kernels
         (mlir,) = execute.compile_calls([(call, arch)])

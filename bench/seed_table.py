@@ -2,7 +2,7 @@
 
 bf16 stage 1, E=128, model_dim=6144, decode (16 tokens, topk 4) routed to the 4 highest experts
 (the largest weight offsets), lazily allocated weights (torch.empty, only routed slabs filled),
-moegen.verdict's data recipe (pre-activations of a few units),
+moegen.harness.verdict's data recipe (pre-activations of a few units),
 inter in {1280, 1408, 3072} (W1 = 3.75 / 4.13 / 9.00 GiB), fused (k1) and split-K (k2), for the
 per_expert variants and the whole_tensor ones with their launch guard bypassed. Full grids, gfx942.
 
@@ -19,7 +19,9 @@ import dataclasses
 import time
 from pathlib import Path
 
-from moegen import execute, launch, verdict
+from moegen.harness import execute
+from moegen.runtime import launch
+from moegen.harness import verdict
 from moegen.emulator import IllegalAddress
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -52,25 +54,25 @@ class Point:
         return self.verdict is not None and self.verdict.passed
 
 
-def problems() -> dict[int, execute.Problem]:
+def problems() -> dict[int, execute.KernelCase]:
     """inter -> the seed case, built once and shared by the four variants (same data)."""
     module = execute.load_module(GENERATED / f"{VARIANTS[0]}.py")
-    return {inter: execute.make_problem(module, inter=inter, arch=ARCH, **SEED) for inter in INTERS}
+    return {inter: execute.make_case(module, inter=inter, arch=ARCH, **SEED) for inter in INTERS}
 
 
-def for_variant(problem: execute.Problem, variant: str) -> execute.Problem:
+def for_variant(problem: execute.KernelCase, variant: str) -> execute.KernelCase:
     """The same case run through another bf16 stage-1 module (same tile_m, so same routing)."""
     return dataclasses.replace(problem, module=execute.load_module(GENERATED / f"{variant}.py"))
 
 
-def _plan(problem: execute.Problem):
+def _plan(problem: execute.KernelCase):
     if problem.module.VARIANT["addressing"] == "whole_tensor":
         with launch.unsafe_skip_address_guards():
             return problem.plan()
     return problem.plan()
 
 
-def precompile(cases: dict[int, execute.Problem], jobs: int = 2) -> None:
+def precompile(cases: dict[int, execute.KernelCase], jobs: int = 2) -> None:
     """Compile every (variant, inter) kernel up front, `jobs` subprocesses at a time."""
     calls = [
         (call, ARCH)
@@ -93,7 +95,7 @@ def _peak_rss_mib() -> float:
     raise RuntimeError("no VmHWM in /proc/self/status")
 
 
-def run_point(problem: execute.Problem, variant: str) -> Point:
+def run_point(problem: execute.KernelCase, variant: str) -> Point:
     """Run one variant on one case (its kernel should already be compiled: see precompile)."""
     problem = for_variant(problem, variant)
     inter = problem.reference.shape[-1]

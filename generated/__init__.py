@@ -8,137 +8,137 @@
     out = kernel.moe_stage1(x, w1, *routing, topk=4)
 
 `auto_*` picks, among the variants variants.yaml declares for the dtype / stage / split-K, the
-preferred one when it can address the tensors, else the first that can (moegen.address_model);
+preferred one when it can address the tensors, else the first that can (moegen.core.address_model);
 if none can it raises NoAddressableVariant listing every candidate and why it failed.
 """
 
 from types import ModuleType
 
-from moegen.dispatch import Entry, NoAddressableVariant, problem_of, select
+from moegen.runtime.dispatch import NoAddressableVariant, RegisteredVariant, problem_of, select
 
 __all__ = ["VARIANTS", "NoAddressableVariant", "auto_stage1", "auto_stage2", "select_variant"]
 
 VARIANTS = (
-    Entry(
+    RegisteredVariant(
         name="moe_s1_bf16_per_expert_k1",
         module="generated.flydsl.moe_s1_bf16_per_expert_k1",
         dtype="bf16",
         stage=1,
-        k_batch=1,
+        split_k=1,
         addressing="per_expert",
         preferred=False,
     ),
-    Entry(
+    RegisteredVariant(
         name="moe_s1_bf16_per_expert_k2",
         module="generated.flydsl.moe_s1_bf16_per_expert_k2",
         dtype="bf16",
         stage=1,
-        k_batch=2,
+        split_k=2,
         addressing="per_expert",
         preferred=False,
     ),
-    Entry(
+    RegisteredVariant(
         name="moe_s1_bf16_whole_tensor_k1",
         module="generated.flydsl.moe_s1_bf16_whole_tensor_k1",
         dtype="bf16",
         stage=1,
-        k_batch=1,
+        split_k=1,
         addressing="whole_tensor",
         preferred=True,
     ),
-    Entry(
+    RegisteredVariant(
         name="moe_s1_bf16_whole_tensor_k2",
         module="generated.flydsl.moe_s1_bf16_whole_tensor_k2",
         dtype="bf16",
         stage=1,
-        k_batch=2,
+        split_k=2,
         addressing="whole_tensor",
         preferred=True,
     ),
-    Entry(
+    RegisteredVariant(
         name="moe_s1_fp16_per_expert_k1",
         module="generated.flydsl.moe_s1_fp16_per_expert_k1",
         dtype="fp16",
         stage=1,
-        k_batch=1,
+        split_k=1,
         addressing="per_expert",
         preferred=False,
     ),
-    Entry(
+    RegisteredVariant(
         name="moe_s1_fp16_per_expert_k2",
         module="generated.flydsl.moe_s1_fp16_per_expert_k2",
         dtype="fp16",
         stage=1,
-        k_batch=2,
+        split_k=2,
         addressing="per_expert",
         preferred=False,
     ),
-    Entry(
+    RegisteredVariant(
         name="moe_s1_fp16_whole_tensor_k1",
         module="generated.flydsl.moe_s1_fp16_whole_tensor_k1",
         dtype="fp16",
         stage=1,
-        k_batch=1,
+        split_k=1,
         addressing="whole_tensor",
         preferred=True,
     ),
-    Entry(
+    RegisteredVariant(
         name="moe_s1_fp16_whole_tensor_k2",
         module="generated.flydsl.moe_s1_fp16_whole_tensor_k2",
         dtype="fp16",
         stage=1,
-        k_batch=2,
+        split_k=2,
         addressing="whole_tensor",
         preferred=True,
     ),
-    Entry(
+    RegisteredVariant(
         name="moe_s2_bf16_per_expert",
         module="generated.flydsl.moe_s2_bf16_per_expert",
         dtype="bf16",
         stage=2,
-        k_batch=1,
+        split_k=1,
         addressing="per_expert",
         preferred=False,
     ),
-    Entry(
+    RegisteredVariant(
         name="moe_s2_bf16_whole_tensor",
         module="generated.flydsl.moe_s2_bf16_whole_tensor",
         dtype="bf16",
         stage=2,
-        k_batch=1,
+        split_k=1,
         addressing="whole_tensor",
         preferred=True,
     ),
-    Entry(
+    RegisteredVariant(
         name="moe_s2_fp16_per_expert",
         module="generated.flydsl.moe_s2_fp16_per_expert",
         dtype="fp16",
         stage=2,
-        k_batch=1,
+        split_k=1,
         addressing="per_expert",
         preferred=False,
     ),
-    Entry(
+    RegisteredVariant(
         name="moe_s2_fp16_whole_tensor",
         module="generated.flydsl.moe_s2_fp16_whole_tensor",
         dtype="fp16",
         stage=2,
-        k_batch=1,
+        split_k=1,
         addressing="whole_tensor",
         preferred=True,
     ),
 )
 
 
-def select_variant(dtype: str, stage: int, k_batch: int = 1, **problem: int) -> Entry:
+def select_variant(dtype: str, stage: int, split_k: int = 1, **problem: int) -> RegisteredVariant:
     """The registry entry to use for a problem given as experts/model_dim/inter/tokens/topk."""
-    return select(VARIANTS, dtype=dtype, stage=stage, k_batch=k_batch, **problem)
+    return select(VARIANTS, dtype=dtype, stage=stage, split_k=split_k, **problem)
 
 
-def auto_stage1(dtype: str, x, w1, *, topk: int, k_batch: int = 1) -> ModuleType:
+def auto_stage1(dtype: str, x, w1, *, topk: int, split_k: int = 1) -> ModuleType:
     """The stage-1 kernel module for x [tokens, model_dim] and w1 [E, 2 * inter, model_dim]."""
     problem = problem_of(1, x.shape, w1.shape, topk)
-    return select_variant(dtype, 1, k_batch, **problem).load()
+    return select_variant(dtype, 1, split_k, **problem).load()
 
 
 def auto_stage2(dtype: str, a2, w2, *, topk: int) -> ModuleType:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import shutil
 from pathlib import Path
 
@@ -9,6 +10,14 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 MINI = Path(__file__).parent / "fixtures" / "mini"
+
+
+def checkout_env(env: dict[str, str] | None = None) -> dict[str, str]:
+    """`env` (default os.environ) with this checkout first on PYTHONPATH: a `python -m moegen`
+    subprocess started elsewhere must run this tree's package, not an installed one."""
+    env = dict(os.environ if env is None else env)
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    return env
 
 
 @pytest.fixture

@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import pytest
 
-from moegen import address_model as am
+from moegen.core import address_model as am
 
 GIB = 2**30
 
 
-def variant(stage=1, addressing="whole_tensor", bits=16, k_batch=1, **kw):
+def variant(stage=1, addressing="whole_tensor", bits=16, split_k=1, **kw):
     v = {
-        "name": f"moe_s{stage}_x_{addressing}" + (f"_k{k_batch}" if stage == 1 else ""),
+        "name": f"moe_s{stage}_x_{addressing}" + (f"_k{split_k}" if stage == 1 else ""),
         "stage": stage,
         "dtype": "x",
         "addressing": addressing,
-        "k_batch": k_batch,
+        "split_k": split_k,
         "tile_m": 16,
         "tile_n": 64,
         "tile_k": 64,
@@ -49,7 +49,7 @@ def test_stage1_weight_spans_by_hand():
 
 def test_other_tensors_by_hand():
     p = am.Problem(experts=128, model_dim=6144, inter=3072, tokens=2048, topk=4)
-    v = variant(k_batch=2)
+    v = variant(split_k=2)
     assert span(v, p, "x").span_bytes == 2048 * 6144 * 2
     assert span(v, p, "gate_up").span_bytes == 2048 * 4 * 2 * 3072 * 4
     assert span(v, p, "out").span_bytes == 2048 * 4 * 3072 * 2

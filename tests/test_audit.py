@@ -1,11 +1,13 @@
-"""moegen.audit on real compiles: addressing verdicts (both archs), conflicts, i32 widenings."""
+"""moegen.backends.flydsl.audit (with moegen.verify.isa and .verdicts) on real compiles: addressing verdicts (both archs), conflicts, i32 widenings."""
 
 from pathlib import Path
 
 import pytest
 
-from moegen.audit import Addressing, _dests_sources, audit_dump_dir
-from moegen.compile import CompileTarget, compile_many
+from moegen.backends.flydsl.audit import audit_dump_dir
+from moegen.verify.isa import _dests_sources
+from moegen.verify.verdicts import Addressing
+from moegen.backends.flydsl.compile import CompileTarget, compile_many
 
 KERNELS = Path(__file__).parent / "kernels" / "expert_gemm.py"
 CASES = ["per_expert", "whole_tensor", "rsrc_trap", "i32_widening"]

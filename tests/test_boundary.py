@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from moegen import boundary
-from moegen.address_model import TOKEN_COUNTS
+from moegen.harness import boundary
+from moegen.core.address_model import TOKEN_COUNTS
 
-VARIANT = {"tile_m": 16, "tile_n": 64, "k_batch": 2}
+VARIANT = {"tile_m": 16, "tile_n": 64, "split_k": 2}
 
 
 def test_cases_rows_become_boundary_cases():
@@ -28,7 +28,7 @@ def test_checked_workgroups_sit_at_the_largest_offsets(tokens_label):
     assert {expert_ids[b] for b in cov.m_blocks} == {124, 127}
     assert max(cov.m_blocks) == max(b for b, e in enumerate(expert_ids) if e == 127)
     assert cov.n_blocks == (0, 3072 // 64 - 1)
-    assert len(cov.only_wgs) == len(cov.m_blocks) * 2 * VARIANT["k_batch"]
+    assert len(cov.only_wgs) == len(cov.m_blocks) * 2 * VARIANT["split_k"]
     assert {z for _, _, z in cov.only_wgs} == {0, 1}
     # every checked row is a real (token, slot) of those blocks, with its routing weight
     assert cov.rows and all(0 <= t < case.tokens and 0 <= s < 4 for t, s, _, _ in cov.rows)

@@ -7,13 +7,17 @@ import re
 import subprocess
 import sys
 
-
-from moegen.cli import main
+from moegen.cli.main import main
+from tests.conftest import checkout_env
 
 
 def run(*args, cwd):
     return subprocess.run(
-        [sys.executable, "-m", "moegen", *args], capture_output=True, text=True, cwd=cwd
+        [sys.executable, "-m", "moegen", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=checkout_env(),
     )
 
 

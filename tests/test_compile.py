@@ -1,4 +1,4 @@
-"""moegen.compile: isolated compiles of real FlyDSL kernels, failure detection, ISA stats,
+"""moegen.backends.flydsl.compile: isolated compiles of real FlyDSL kernels, failure detection, ISA stats,
 and what a compile cache must key on (traced sources, flydsl version and settings)."""
 
 import shutil
@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from moegen import compile as compile_mod
-from moegen.compile import (
+from moegen.backends.flydsl import compile as compile_mod
+from moegen.backends.flydsl.compile import (
     CompileTarget,
     compile_many,
     compile_target,
@@ -92,16 +92,19 @@ def test_stale_dump_is_cleared_but_foreign_files_are_refused(results, tmp_path):
 
 
 def test_traced_sources_follow_the_imports_of_a_generated_module():
-    """The generated module imports moegen.launch and moegen.flydsl_lib (traced into every
+    """The generated module imports moegen.runtime.launch and moegen.backends.flydsl.device (traced into every
     kernel); launch imports address_model and routing. The CLI side is not traced."""
     files = traced_sources(GENERATED_MODULE)
     assert files[0] == GENERATED_MODULE
     moegen = ROOT / "moegen"
     assert {
         moegen / name
-        for name in ("__init__.py", "flydsl_lib.py", "launch.py", "address_model.py", "routing.py")
+        for name in ("__init__.py", "backends/flydsl/device.py", "runtime/launch.py", "core/address_model.py", "runtime/routing.py")
     } <= set(files[1:])
-    assert not {moegen / "verify.py", moegen / "cli.py", moegen / "render.py"} & set(files)
+    assert not {moegen / "verify/plan.py", moegen / "cli/main.py", moegen / "render/engine.py"} & set(files)
+    # the backend's compile side and the emulator are not part of a kernel either
+    assert not [f for f in files if f.is_relative_to(moegen / "emulator")]
+    assert moegen / "backends/flydsl/compile.py" not in files
 
 
 def _package_copy(tmp_path, monkeypatch) -> Path:
@@ -116,13 +119,13 @@ def test_fingerprint_changes_with_a_traced_helper_only(tmp_path, monkeypatch):
     copy = _package_copy(tmp_path, monkeypatch)
     before = source_fingerprint(GENERATED_MODULE)
     assert source_fingerprint(GENERATED_MODULE) == before  # deterministic
-    (copy / "verify.py").write_text("# not imported by a kernel module\n")
+    (copy / "verify/plan.py").write_text("# not imported by a kernel module\n")
     assert source_fingerprint(GENERATED_MODULE) == before
-    helper = copy / "flydsl_lib.py"
+    helper = copy / "backends/flydsl/device.py"
     helper.write_text(helper.read_text().replace("def silu(", "def silu(  ", 1))
     after = source_fingerprint(GENERATED_MODULE)
     changed = {k for k in before["sources"] if before["sources"][k] != after["sources"][k]}
-    assert changed == {"moegen/flydsl_lib.py"}
+    assert changed == {"moegen/backends/flydsl/device.py"}
 
 
 def test_fingerprint_changes_with_flydsl_version_and_settings(monkeypatch):

@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import generated
-from moegen.dispatch import NoAddressableVariant, problem_of
-from moegen.expand import enumerate_variants
+from moegen.runtime.dispatch import NoAddressableVariant, problem_of
+from moegen.spec.expand import enumerate_variants
 
 
 def meta(*shape):

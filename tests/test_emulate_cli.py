@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from moegen import emulate_cli, execute, verdict
+from moegen.cli import emulate as emulate_cli
+from moegen.harness import execute
+from moegen.harness import verdict
 from moegen.emulator import AmbiguousAccess
 
 GENERATED = Path(__file__).resolve().parents[1] / "generated" / "flydsl"
@@ -44,10 +46,10 @@ def _argv(variant: str, case: dict) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def wrap_case() -> tuple[execute.Problem, list[str]]:
+def wrap_case() -> tuple[execute.KernelCase, list[str]]:
     """The case's problem (for its routing) and the --only-wgs covering every valid M block."""
     module = execute.load_module(GENERATED / "moe_s1_bf16_whole_tensor_k1.py")
-    problem = execute.make_problem(module, route="random", lazy_weights=True, **WRAP)
+    problem = execute.make_case(module, route="random", lazy_weights=True, **WRAP)
     blocks = int(problem.sorted_routing[3][0]) // module.VARIANT["tile_m"]
     return problem, [f"0,{y}" for y in range(blocks)]
 
@@ -107,7 +109,7 @@ def _forbid_allocation(monkeypatch) -> None:
     def forbidden(*args, **kwargs):
         raise AssertionError("the case was built (memory allocated) before the memory check")
 
-    monkeypatch.setattr(execute, "make_problem", forbidden)
+    monkeypatch.setattr(execute, "make_case", forbidden)
 
 
 def test_a_case_larger_than_memory_is_refused_before_allocating(monkeypatch, capsys):

@@ -1,4 +1,4 @@
-"""moegen.execute and `moegen emulate`: every generated variant on the CPU emulator, both archs.
+"""moegen.harness.execute and `moegen emulate`: every generated variant on the CPU emulator, both archs.
 
 The module fixture compiles all variants x archs once, two subprocesses at a time, into the
 user's kernel cache (keyed by the module source, so stale entries are never reused).
@@ -15,9 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from moegen import compile as compile_mod
-from moegen import execute, launch, routing
-from moegen.emulate_cli import register
+from moegen.backends.flydsl import compile as compile_mod
+from moegen.backends.flydsl import entry as entry_module
+from moegen.harness import execute
+from moegen.runtime import launch
+from moegen.runtime import routing
+from moegen.cli.emulate import register
 from moegen.emulator import Emulator
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -28,14 +31,14 @@ SMALL = dict(experts=4, model_dim=256, inter=128, tokens=33, topk=2, idle_expert
 MIN_COS_SIM = 0.999
 
 
-def _problem(name: str, arch: str, seed: int = 1) -> execute.Problem:
-    return execute.make_problem(
+def _problem(name: str, arch: str, seed: int = 1) -> execute.KernelCase:
+    return execute.make_case(
         execute.load_module(GENERATED / f"{name}.py"), seed=seed, arch=arch, **SMALL
     )
 
 
 @pytest.fixture(scope="module")
-def small_problems() -> dict[tuple[str, str], execute.Problem]:
+def small_problems() -> dict[tuple[str, str], execute.KernelCase]:
     """(variant, arch) -> small problem, with every kernel compiled (2 subprocesses at a time)."""
     problems = {(name, arch): _problem(name, arch) for name in VARIANTS for arch in ARCHS}
     calls = [(call, arch) for (_, arch), p in problems.items() for call in p.plan().kernels]
@@ -68,12 +71,13 @@ def test_variant_matches_fp32_reference(small_problems, name, arch):
 
 
 def _count_compiles(monkeypatch) -> list[str]:
-    """Record every compile subprocess moegen.compile starts (they still run): its entry file."""
+    """Record every compile subprocess moegen.backends.flydsl.compile starts (they still run):
+    its job file."""
     spawned: list[str] = []
     real_run = compile_mod.subprocess.run
 
     def run(argv, *args, **kwargs):
-        if list(argv[:2]) == [sys.executable, "-c"]:
+        if list(argv[:3]) == [sys.executable, "-m", entry_module.__name__]:
             spawned.append(argv[3])
         return real_run(argv, *args, **kwargs)
 
@@ -82,7 +86,7 @@ def _count_compiles(monkeypatch) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def warm_cache(tmp_path_factory) -> tuple[Path, execute.Problem, Path]:
+def warm_cache(tmp_path_factory) -> tuple[Path, execute.KernelCase, Path]:
     """A private kernel cache holding one compile: (cache dir, its problem, its MLIR)."""
     cache = tmp_path_factory.mktemp("kernel_cache")
     problem = _problem("moe_s2_bf16_per_expert", "gfx942", seed=3)
@@ -100,7 +104,7 @@ def test_compiles_are_cached(warm_cache, monkeypatch):
     assert 1 - problem.cos_dist(run.result) > MIN_COS_SIM  # and the cached kernel is right
     # what the kernel is specialized on names a different entry
     key = execute.cache_key(call, "gfx942")
-    other = execute.make_problem(problem.module, **{**SMALL, "tokens": 200})
+    other = execute.make_case(problem.module, **{**SMALL, "tokens": 200})
     assert execute.cache_key(other.plan().kernels[0], "gfx942") != key  # num_m_blocks
     assert execute.cache_key(call, "gfx950") != key
     monkeypatch.setenv("FLYDSL_COMPILE_OPT_LEVEL", "1")
@@ -108,7 +112,7 @@ def test_compiles_are_cached(warm_cache, monkeypatch):
 
 
 def test_editing_a_traced_helper_recompiles(warm_cache, tmp_path, monkeypatch):
-    """moegen.flydsl_lib is traced into every kernel: after an edit a warm cache must miss
+    """moegen.backends.flydsl.device is traced into every kernel: after an edit a warm cache must miss
     (new key, one subprocess compile), and the unchanged tree must keep hitting."""
     cache, problem, mlir = warm_cache
     (call,) = problem.plan().kernels
@@ -120,7 +124,7 @@ def test_editing_a_traced_helper_recompiles(warm_cache, tmp_path, monkeypatch):
     assert execute.compile_calls([(call, "gfx942")], cache_dir=cache) == [mlir]
     assert spawned == []  # an identical tree is the same entry
 
-    helper = copy / "flydsl_lib.py"
+    helper = copy / "backends/flydsl/device.py"
     helper.write_text(helper.read_text() + "\n# edited helper\n")
     assert execute.cache_key(call, "gfx942") != key
     (fresh,) = execute.compile_calls([(call, "gfx942")], cache_dir=cache)
@@ -211,7 +215,7 @@ def test_cli_unknown_variant_and_guard_refusal(capsys):
 @pytest.mark.parametrize("name", VARIANTS)
 def test_variant_passes_the_per_row_verdict(small_problems, name, arch):
     """Every (token, slot) row (stage 1) or token row (stage 2) of the small case within
-    moegen.verdict's bounds, on the recipe's data where SiLU is far from linear."""
+    moegen.harness.verdict's bounds, on the recipe's data where SiLU is far from linear."""
     problem = small_problems[(name, arch)]
     run = execute.emulate(problem.plan(), arch=arch)
     judged = problem.judge(run.result, ambiguous=run.ambiguous_accesses)

@@ -11,8 +11,8 @@ import importlib
 import pytest
 import torch
 
-from moegen import routing
-from moegen.expand import enumerate_variants
+from moegen.runtime import routing
+from moegen.spec.expand import enumerate_variants
 
 VARIANTS = enumerate_variants("variants.yaml")
 
@@ -83,7 +83,7 @@ def test_activations_and_outputs_past_4_gib(v):
     msg = refused(v, experts=8, model_dim=8192, inter=512, tokens=2**19, topk=8)
     if v.stage == 1:
         expected = ["x [524288, 8192] spans", "out [524288, 8, 512] spans"]  # 8 GiB, 4 GiB
-        if v.k_batch > 1:
+        if v.split_k > 1:
             expected.append("gate_up_partials (split-K, float32) [4194304, 1024] spans")  # 16 GiB
     else:
         expected = ["a2 [4194304, 512] spans", "out [524288, 8192] spans"]  # 4 GiB, 16 GiB f32

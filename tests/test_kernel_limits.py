@@ -2,7 +2,7 @@
 
 from types import SimpleNamespace
 
-from moegen.kernel_limits import check_tiles
+from moegen.backends.flydsl.limits import check_tiles
 
 
 def mfma(k):
@@ -13,7 +13,7 @@ def tiles(**over):
     v = dict(
         addressing="per_expert",
         stage=1,
-        k_batch=1,
+        split_k=1,
         tile_m=16,
         tile_n=64,
         tile_k=64,
@@ -36,8 +36,8 @@ def test_check_tiles():
     assert check_tiles(tiles(tile_k=16)) == [
         "tile_k=16 must be a positive multiple of the gfx950 MFMA's k=32"
     ]
-    assert check_tiles(tiles(stage=2, k_batch=2)) == [
-        "split-K (k_batch >= 2) exists for stage 1 only"
+    assert check_tiles(tiles(stage=2, split_k=2)) == [
+        "split-K (split_k >= 2) exists for stage 1 only"
     ]
     assert "needs packed 16-bit atomics" in check_tiles(tiles(stage=2, out_dtype="bfloat16"))[0]
     assert check_tiles(tiles(addressing="flat")) == [

@@ -1,20 +1,21 @@
-"""moegen.launch: operand validation (meta tensors: nothing is allocated), plans, tile checks."""
+"""moegen.runtime.launch: operand validation (meta tensors: nothing is allocated), plans, tile checks."""
 
 import pytest
 import torch
 
-from moegen import launch, routing
+from moegen.runtime import launch
+from moegen.runtime import routing
 
 ACT = {"gfx942": "bfloat16", "gfx950": "bfloat16"}
 
 
-def variant(stage=1, addressing="per_expert", k_batch=1, **over):
+def variant(stage=1, addressing="per_expert", split_k=1, **over):
     v = dict(
         name=f"moe_s{stage}_bf16_{addressing}",
         stage=stage,
         dtype="bf16",
         addressing=addressing,
-        k_batch=k_batch,
+        split_k=split_k,
         tile_m=16,
         tile_n=64,
         tile_k=64,
@@ -107,9 +108,9 @@ def test_stage1_operand_errors(x, w1, message):
 
 def test_split_k_needs_whole_tile_k_steps_per_slice():
     with pytest.raises(
-        ValueError, match=r"model_dim=192 must be a multiple of tile_k \* k_batch = 64 \* 2"
+        ValueError, match=r"model_dim=192 must be a multiple of tile_k \* split_k = 64 \* 2"
     ):
-        stage1(variant(k_batch=2), meta(8, 192), meta(4, 256, 192))
+        stage1(variant(split_k=2), meta(8, 192), meta(4, 256, 192))
 
 
 def test_topk_errors():
@@ -188,7 +189,7 @@ def test_short_sorted_token_ids_refused():
     short = (ids[:79], weights[:79], experts, num_valid)
     assert problems(lambda: stage1(variant(), meta(8, 256), meta(4, 256, 256), short)) == [
         "sorted_token_ids: expected >= 80 entries (5 M-blocks x tile_m=16), got 79; "
-        "use moegen.routing.moe_sorting"
+        "use moegen.runtime.routing.moe_sorting"
     ]
 
 
@@ -216,7 +217,7 @@ def test_empty_num_valid_ids_refused():
         lambda: stage1(variant(), meta(8, 256), meta(4, 256, 256), (ids, weights, experts, empty))
     ) == [
         "num_valid_ids: expected at least 1 element (the number of padded sorted rows), got 0; "
-        "pass the num_valid_ids that moegen.routing.moe_sorting returns"
+        "pass the num_valid_ids that moegen.runtime.routing.moe_sorting returns"
     ]
 
 

@@ -1,10 +1,10 @@
-"""moegen.reference against a naive per-token Python loop."""
+"""moegen.runtime.reference against a naive per-token Python loop."""
 
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moegen import reference
+from moegen.runtime import reference
 
 
 def naive_stage1(x, w1, topk_ids, topk_weights):

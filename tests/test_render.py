@@ -11,9 +11,10 @@ from pathlib import Path
 import black
 import pytest
 
-from moegen import render
-from moegen.cli import main
-from moegen.expand import enumerate_variants
+from moegen.cli.main import main
+from moegen.render import engine as render
+from moegen.spec.expand import enumerate_variants
+from tests.conftest import checkout_env
 
 
 def tree(d: Path) -> dict[str, bytes]:
@@ -25,7 +26,9 @@ def test_byte_identical_across_hash_seeds(project_copy, tmp_path):
     outs = []
     for seed in ("1", "4242"):
         out = tmp_path / f"out{seed}"
-        env = dict(os.environ, PYTHONHASHSEED=seed, MOEGEN_CACHE_DIR=str(tmp_path / f"cache{seed}"))
+        env = checkout_env(
+            dict(os.environ, PYTHONHASHSEED=seed, MOEGEN_CACHE_DIR=str(tmp_path / f"cache{seed}"))
+        )
         proc = subprocess.run(
             [sys.executable, "-m", "moegen", "render", "--out", str(out)],
             capture_output=True,

@@ -1,11 +1,11 @@
-"""moegen.routing.moe_sorting against a naive per-row Python construction."""
+"""moegen.runtime.routing.moe_sorting against a naive per-row Python construction."""
 
 import pytest
 import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from moegen import routing
+from moegen.runtime import routing
 
 
 def naive_sorting(topk_ids, topk_weights, experts, block):

@@ -1,6 +1,6 @@
 """Acceptance: the seed PR's boundary table on the CPU emulator (see bench/seed_table.py).
 
-per_expert is correct at every point, every (token, slot) row within moegen.verdict's bounds;
+per_expert is correct at every point, every (token, slot) row within moegen.harness.verdict's bounds;
 whole_tensor (guard bypassed) is correct below the 4 GiB line (inter 1280) and wrong or
 faulting past it (1408, 3072), the wrong rows being those of the experts whose slabs start
 past 2**32 bytes. Full grids; about 3 minutes on 2
@@ -18,7 +18,9 @@ import dataclasses
 import pytest
 import torch
 
-from moegen import execute, launch, verdict
+from moegen.harness import execute
+from moegen.runtime import launch
+from moegen.harness import verdict
 
 ROOT = Path(__file__).resolve().parents[1]
 _spec = importlib.util.spec_from_file_location("seed_table", ROOT / "bench" / "seed_table.py")
@@ -28,7 +30,7 @@ _spec.loader.exec_module(seed_table)
 
 
 @pytest.fixture(scope="module")
-def cases() -> dict[int, execute.Problem]:
+def cases() -> dict[int, execute.KernelCase]:
     built = seed_table.problems()
     seed_table.precompile(built)
     return built
@@ -64,11 +66,11 @@ def test_whole_tensor_past_the_line_reads_the_wrapped_bytes():
     reads the bf16 elements at (e * slab + i) mod 2**31 of W1 instead of its own slab. With those
     (lower-addressed) bytes filled with other data, the kernel's output must match, row by row,
     a reference computed from exactly those wrapped elements, and fail against the true one."""
-    from moegen import reference
+    from moegen.runtime import reference
 
     inter = 1408
     module = execute.load_module(seed_table.GENERATED / "moe_s1_bf16_whole_tensor_k1.py")
-    problem = execute.make_problem(module, inter=inter, arch=seed_table.ARCH, **seed_table.SEED)
+    problem = execute.make_case(module, inter=inter, arch=seed_table.ARCH, **seed_table.SEED)
     flat = problem.weight.view(-1)
     slab = 2 * inter * 6144
     routed = problem.routed_experts

@@ -15,8 +15,8 @@ import yaml
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from moegen.cli import main
-from moegen.spec import DTYPE_KEYS, SHAPE_KEYS, TOP_KEYS, VARIANT_KEYS
+from moegen.cli.main import main
+from moegen.spec.model import DTYPE_KEYS, SHAPE_KEYS, TOP_KEYS, VARIANT_KEYS
 
 GOLDEN = Path(__file__).parent / "golden" / "spec_errors"
 MINI_TEXT = (Path(__file__).parent / "fixtures" / "mini" / "variants.yaml").read_text()

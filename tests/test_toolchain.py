@@ -1,4 +1,4 @@
-"""moegen.toolchain: the ziglang-backed ld.lld wrapper and the compile-only environment."""
+"""moegen.backends.flydsl.toolchain: the ziglang-backed ld.lld wrapper and the compile-only environment."""
 
 import os
 import subprocess
@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from moegen import toolchain
+from moegen.backends.flydsl import toolchain
 
 
 def test_private_root_wrapper_is_created_and_idempotent(tmp_path):

@@ -1,4 +1,4 @@
-"""moegen.verdict: per-row verdicts see a few bad rows, and values, not only directions.
+"""moegen.harness.verdict: per-row verdicts see a few bad rows, and values, not only directions.
 
 Each planted error below is applied to a correct result (the fp32 reference itself, which any
 correct kernel matches within rounding) of a small case built with the shared data recipe, and
@@ -14,19 +14,21 @@ from pathlib import Path
 import pytest
 import torch
 
-from moegen import execute, reference, verdict
+from moegen.harness import execute
+from moegen.runtime import reference
+from moegen.harness import verdict
 from moegen.emulator import AmbiguousAccess
 
 GENERATED = Path(__file__).resolve().parents[1] / "generated" / "flydsl"
 SMALL = dict(experts=8, model_dim=256, inter=128, tokens=16, topk=2)
 
 
-def _problem(name: str, **over) -> execute.Problem:
+def _problem(name: str, **over) -> execute.KernelCase:
     module = execute.load_module(GENERATED / f"{name}.py")
-    return execute.make_problem(module, **{**SMALL, **over})
+    return execute.make_case(module, **{**SMALL, **over})
 
 
-def _stage1_ref(problem: execute.Problem, act) -> torch.Tensor:
+def _stage1_ref(problem: execute.KernelCase, act) -> torch.Tensor:
     """A stage-1 reference with `act` in place of SiLU (a naive per-(token, slot) loop)."""
     x, w, ids = problem.act.float(), problem.weight.float(), problem.topk_ids
     inter = w.shape[1] // 2
@@ -52,7 +54,7 @@ def test_recipe_gives_preactivations_of_a_few_units_at_any_k(k):
     assert verdict.weight_std(k) == pytest.approx(2.5 / math.sqrt(k))
 
 
-def test_make_problem_uses_the_recipe():
+def test_make_case_uses_the_recipe():
     p = _problem("moe_s1_bf16_per_expert_k1", model_dim=1024, experts=4)
     gate = p.weight[:, : SMALL["inter"]].float() @ p.act.float().T  # [E, inter, tokens]
     assert abs(float(p.act.float().std()) - 1.0) < 0.05

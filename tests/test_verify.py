@@ -12,11 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from moegen import verify
-from moegen.cli import main as moegen_main
-from moegen.compile import CompileResult, CompileTarget
-from moegen.expand import enumerate_variants
-from moegen.spec import Shape
+from moegen.cli import verify as verify_cli
+from moegen.verify import plan, run
+from moegen.verify import report as verify_report
+from moegen.cli.main import main as moegen_main
+from moegen.backends.flydsl.compile import CompileResult, CompileTarget
+from moegen.spec.expand import enumerate_variants
+from moegen.spec.model import Shape
 
 ROOT = Path(__file__).resolve().parents[1]
 SPEC = ROOT / "variants.yaml"
@@ -57,7 +59,7 @@ def table_rows(out: str) -> dict[tuple[str, str, str], list[str]]:
     ],
 )
 def test_mfma_mnemonic_is_derived_from_the_op_name(op, mnemonic):
-    pattern = verify.mfma_pattern(op)
+    pattern = plan.mfma_pattern(op)
     assert re.match(pattern, mnemonic)
     assert not re.match(pattern, mnemonic.replace("16x16", "32x32"))
     assert not re.match(pattern, mnemonic + "_x")
@@ -65,12 +67,12 @@ def test_mfma_mnemonic_is_derived_from_the_op_name(op, mnemonic):
 
 def test_unparsable_mfma_op_is_an_error():
     with pytest.raises(ValueError, match="cannot derive"):
-        verify.mfma_pattern("wmma_f32_16x16x16_bf16")
+        plan.mfma_pattern("wmma_f32_16x16x16_bf16")
 
 
 def test_atomics_are_required_where_partial_sums_meet():
     required = {
-        v.name: verify.required_isa(v, "gfx942") for v in enumerate_variants(SPEC, ["*bf16*"])
+        v.name: plan.required_isa(v, "gfx942") for v in enumerate_variants(SPEC, ["*bf16*"])
     }
     assert "buffer_atomic" in required["moe_s1_bf16_per_expert_k2"]
     assert "buffer_atomic" in required["moe_s2_bf16_per_expert"]
@@ -81,9 +83,9 @@ def test_atomics_are_required_where_partial_sums_meet():
 def test_bounds_come_from_the_audited_shape():
     (v,) = enumerate_variants(SPEC, ["moe_s1_bf16_per_expert_k2"])
     shape = PRODUCTION
-    assert verify.admitted_experts(v, shape) == 128  # per_expert: one 75.5 MB slab per offset
-    bounds = verify.runtime_bounds(v, shape, 128)
-    tokens = verify.max_tokens(v, shape, 128)
+    assert plan.admitted_experts(v, shape) == 128  # per_expert: one 75.5 MB slab per offset
+    bounds = plan.runtime_bounds(v, shape, 128)
+    tokens = plan.max_tokens(v, shape, 128)
     # the split-K float32 partials [tokens * topk, 2 * inter] limit the token count
     assert tokens * 4 * 2 * 3072 * 4 < 2**32 <= (tokens + 1) * 4 * 2 * 3072 * 4
     assert bounds["SortedExpertIds"] == 127
@@ -105,11 +107,11 @@ def test_expert_ids_are_bounded_by_what_the_launcher_admits(tmp_path, name, expe
     """A whole_tensor launcher refuses 128 experts at the production shape, so the kernel
     only ever sees the expert ids the guard admits; compile and bounds use that count."""
     (v,) = enumerate_variants(SPEC, [name])
-    assert verify.admitted_experts(v, PRODUCTION) == experts
-    checks = verify.plan_checks(SPEC, [v], ["gfx942"], tmp_path, ["production"])
+    assert plan.admitted_experts(v, PRODUCTION) == experts
+    checks = plan.plan_checks(SPEC, [v], ["gfx942"], tmp_path, ["production"])
     (check,) = checks
     assert check.experts == experts and check.bounds["SortedExpertIds"] == experts - 1
-    assert f"'experts': {experts}," in check.target.module.read_text()
+    assert check.target.job["operands"]["experts"] == experts
     reduced = experts != PRODUCTION.experts
     assert check.shape_cell == (f"production[E={experts}]" if reduced else "production")
     assert ("the most the launch guard admits" in check.describe_shape()) == reduced
@@ -117,7 +119,7 @@ def test_expert_ids_are_bounded_by_what_the_launcher_admits(tmp_path, name, expe
 
 def test_every_variant_is_planned_at_every_shipped_shape_and_arch(tmp_path):
     variants = enumerate_variants(SPEC, ["*bf16*"])
-    checks = verify.plan_checks(SPEC, variants, [], tmp_path)
+    checks = plan.plan_checks(SPEC, variants, [], tmp_path)
     planned = {(c.variant.name, c.shape.name, c.arch) for c in checks}
     assert planned == {
         (v.name, shape, arch)
@@ -125,45 +127,44 @@ def test_every_variant_is_planned_at_every_shipped_shape_and_arch(tmp_path):
         for shape in ("small", "production")
         for arch in v.archs
     }
-    assert len(checks) == len(planned)  # one driver each
+    assert len(checks) == len(planned)  # one compile job each
     for c in checks:
-        text = c.target.module.read_text()
+        operands = c.target.job["operands"]
         dims = (c.shape.model_dim, c.shape.inter, c.shape.topk)
-        assert (
-            f"'model_dim': {dims[0]}, 'inter': {dims[1]}," in text and f"'topk': {dims[2]}," in text
-        )
+        assert (operands["model_dim"], operands["inter"], operands["topk"]) == dims
+        assert c.target.kind == "prepare" and c.target.entry == "prepare"
         assert c.module == (ROOT / "generated" / c.variant.module_relpath).resolve()
     with pytest.raises(ValueError, match="no shape named 'prod'.*choose from: small, production"):
-        verify.plan_checks(SPEC, variants, [], tmp_path, ["prod"])
+        plan.plan_checks(SPEC, variants, [], tmp_path, ["prod"])
 
 
 def test_tile_column_appears_when_tiles_differ(tmp_path):
     """Each declared tile is its own variant (and module); when rows differ in tile the table
     names it, so two tiles of one kernel are told apart."""
     (v,) = enumerate_variants(SPEC, ["moe_s2_bf16_per_expert"])
-    (check,) = verify.plan_checks(SPEC, [v], ["gfx942"], tmp_path, ["small"])
+    (check,) = plan.plan_checks(SPEC, [v], ["gfx942"], tmp_path, ["small"])
     wide = dataclasses.replace(check, variant=dataclasses.replace(v, tile_n=128))
 
-    def outcome(c: verify.Check) -> verify.Outcome:
+    def outcome(c: plan.Check) -> plan.Outcome:
         compiled = CompileResult(
             c.target, 1, ("exited with status 1",), (), "", "", 0.0, None, None
         )
-        return verify.Outcome(c, compiled, (), compiled.problems, ())
+        return plan.Outcome(c, compiled, (), compiled.problems, ())
 
-    header = verify.format_table([outcome(check)]).splitlines()[0].split()
+    header = verify_report.format_table([outcome(check)]).splitlines()[0].split()
     assert header[:4] == ["variant", "arch", "shape", "compile"]
-    table = verify.format_table([outcome(check), outcome(wide)]).splitlines()
+    table = verify_report.format_table([outcome(check), outcome(wide)]).splitlines()
     assert table[0].split()[:4] == ["variant", "arch", "shape", "tile"]
     assert [row.split()[3] for row in table[2:]] == ["16x64x64", "16x128x64"]
 
 
 def test_register_adds_the_verify_command():
     parser = argparse.ArgumentParser(prog="moegen")
-    verify.register(parser.add_subparsers(dest="command"))
+    verify_cli.register(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
         ["verify", "-k", "*s2*", "--arch", "gfx950", "--jobs", "3", "--shape", "production"]
     )
-    assert args.func is verify.run
+    assert args.func is verify_cli.run
     assert (args.k, args.arch, args.jobs, args.variants, args.shape, args.no_cache) == (
         ["*s2*"],
         ["gfx950"],
@@ -175,7 +176,7 @@ def test_register_adds_the_verify_command():
 
 
 def test_empty_selection_fails(capsys):
-    assert verify.main(["--variants", str(SPEC), "-k", "no_such_variant"]) == 1
+    assert verify_cli.main(["--variants", str(SPEC), "-k", "no_such_variant"]) == 1
     assert "no variant/arch matches" in capsys.readouterr().err
 
 
@@ -183,7 +184,7 @@ def test_bf16_variants_compile_and_audit_clean_on_gfx942(capsys):
     """Every bf16 variant at every shipped shape (compiles reused from the verify cache when
     `moegen verify` ran on this tree first; the audit always re-runs)."""
     argv = ["--variants", str(SPEC), "-k", "*bf16*", "--arch", "gfx942", "--jobs", "2"]
-    assert verify.main(argv) == 0
+    assert verify_cli.main(argv) == 0
     out = capsys.readouterr().out
     rows = table_rows(out)
     expected = {v.name: v for v in enumerate_variants(SPEC, ["*bf16*"])}
@@ -213,7 +214,7 @@ def test_failures_are_reported_and_the_others_continue(tmp_path, capsys, monkeyp
     argv += ["--shape", "small", "--no-cache"]
     for name in ("moe_s2_bf16_whole_tensor", "moe_s2_bf16_per_expert", "moe_s2_fp16_per_expert"):
         argv += ["-k", name]
-    assert verify.main(argv) == 1
+    assert verify_cli.main(argv) == 1
     out = capsys.readouterr().out
     assert "\r\x1b[Kverify 3/3: " in out  # progress line on a TTY
     out = out.rsplit("\r\x1b[K", 1)[1]
@@ -234,7 +235,7 @@ def test_widening_fails_only_when_the_bounds_let_it_overflow(tmp_path):
     an unknown range is a warning, a range past 2^31 under the bounds a failure."""
     (variant,) = enumerate_variants(SPEC, ["moe_s2_bf16_per_expert"])
     checks = [
-        verify.Check(
+        plan.Check(
             variant,
             "gfx942",
             CompileTarget(KERNELS, "compile_i32_widening", "gfx942", tmp_path / name),
@@ -245,11 +246,11 @@ def test_widening_fails_only_when_the_bounds_let_it_overflow(tmp_path):
         )
         for name, bounds in (("unknown", {}), ("overflow", {"ExpertIds": 2**20}))
     ]
-    unknown, overflow = verify.run_checks(checks, 2, lambda outcome: None)
+    unknown, overflow = run.run_checks(checks, 2, lambda outcome: None)
     assert unknown.ok and len(unknown.warnings) == 1 and "unknown range" in unknown.warnings[0]
-    assert verify.format_table([unknown]).splitlines()[2].split()[5:7] == ["1", "unknown"]
+    assert verify_report.format_table([unknown]).splitlines()[2].split()[5:7] == ["1", "unknown"]
     assert not overflow.ok and any("overflows" in p for p in overflow.problems)
-    assert verify.format_table([overflow]).splitlines()[2].split()[5:7] == ["1", "overflow"]
+    assert verify_report.format_table([overflow]).splitlines()[2].split()[5:7] == ["1", "overflow"]
 
 
 # The reviewer's mutation (FlyDSL HEAD's fp8 rebase): the expert offset multiplied in i32 and
@@ -273,12 +274,12 @@ def test_i32_rebase_fails_at_the_production_shape_on_both_archs(project_copy, ca
     module = project_copy / "generated" / "flydsl" / f"{MUTATED}.py"
     assert "fx.Int64(expert * (2 * inter * model_dim))" in module.read_text()
     spec = project_copy / "variants.yaml"
-    checks = verify.plan_checks(
+    checks = plan.plan_checks(
         spec, enumerate_variants(spec, [MUTATED]), [], project_copy / "work"
     )
     outcomes = {
         (o.check.shape.name, o.check.arch): o
-        for o in verify.run_checks(checks, 2, lambda outcome: None, cache=None)
+        for o in run.run_checks(checks, 2, lambda outcome: None, cache=None)
     }
     assert set(outcomes) == {(s, a) for s in ("small", "production") for a in ("gfx942", "gfx950")}
     for arch in ("gfx942", "gfx950"):
@@ -297,7 +298,7 @@ def test_i32_rebase_fails_at_the_production_shape_on_both_archs(project_copy, ca
         assert "ranges over [0, 4794089472], past the i32 limit 2147483647" in problem
         assert "production (model_dim 6144, inter 3072, experts 128, topk 4)" in problem
         assert f"{module}:" in problem  # the generated line that computes it
-    report = verify.format_report(list(outcomes.values()), 0.0)
+    report = verify_report.format_report(list(outcomes.values()), 0.0)
     assert "2/4 passed, 2 failed" in report
     rows = table_rows(report)
     assert rows[MUTATED, "gfx942", "production"][5:7] == ["1", "overflow"]

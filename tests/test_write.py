@@ -11,8 +11,9 @@ from pathlib import Path
 
 import pytest
 
-from moegen import write
-from moegen.cli import main
+from moegen.cli.main import main
+from moegen.render import write
+from tests.conftest import checkout_env
 
 
 def snapshot(d: Path) -> dict[str, tuple[bytes, int]]:
@@ -156,7 +157,11 @@ def test_two_renders_do_not_interleave(mini):
     time.sleep(0.2)
     t0 = time.perf_counter()
     proc = subprocess.run(
-        [sys.executable, "-m", "moegen", "render"], capture_output=True, text=True, cwd=mini
+        [sys.executable, "-m", "moegen", "render"],
+        capture_output=True,
+        text=True,
+        cwd=mini,
+        env=checkout_env(),
     )
     waited = time.perf_counter() - t0
     t.join()

@@ -9,7 +9,7 @@
 #   tile        {"m": 16, "n": 64, "k": 64}
 #   archs       ["gfx942", "gfx950"]
 #   doweight    false
-#   out_dtype   "float32"
+#   out_dtype   "bfloat16"
 #   preferred   false
 """MoE stage 1 (split-K, 2 K slices): gate/up GEMM of each routed row with its expert's W1.
 
@@ -31,8 +31,8 @@ import flydsl.expr as fx
 import torch
 from flydsl.expr import rocdl
 
-from moegen import launch
-from moegen.flydsl_lib import (
+from moegen.runtime import launch
+from moegen.backends.flydsl.device import (
     ROUTING_BYTES,
     Mfma,
     buffer_rsrc,
@@ -49,17 +49,17 @@ VARIANT = {
     "stage": 1,
     "dtype": "bf16",
     "addressing": "per_expert",
-    "k_batch": 2,
+    "split_k": 2,
     "tile_m": 16,
     "tile_n": 64,
     "tile_k": 64,
     "doweight": False,
-    "out_dtype": "float32",
+    "out_dtype": "bfloat16",
     "archs": ["gfx942", "gfx950"],
     "act_bits": 16,
     "weight_bits": 16,
     "weight_pack": 1,
-    "out_bits": 32,
+    "out_bits": 16,
     "preferred": False,
 }
 # torch dtypes the declared archs expect (fp8 flavours differ per arch; bf16/fp16 do not).
@@ -83,7 +83,7 @@ WEIGHT_BYTES = WEIGHT_BITS // 8
 TOKEN_BITS = 24
 TOKEN_MASK = (1 << TOKEN_BITS) - 1
 
-K_BATCH = 2  # grid z: each workgroup reduces one model_dim / K_BATCH slice
+SPLIT_K = 2  # grid z: each workgroup reduces one model_dim / SPLIT_K slice
 PARTIAL_BYTES = 4  # the split-K partial sums are float32 (buffer atomic fadd f32)
 
 # The MFMA each declared arch uses for bf16 (from variants.yaml).
@@ -119,7 +119,7 @@ def moe_s1_bf16_per_expert_k2_kernel(
     bid_m = fx.block_idx.y
     row0 = bid_m * TILE_M
     tokens = fx.get_scalar(X.shape[0])
-    k_slice = model_dim // K_BATCH
+    k_slice = model_dim // SPLIT_K
     k_begin = fx.block_idx.z * k_slice
 
     num_valid = rocdl.s_buffer_load(rocdl.make_buffer_ptr(fx.get_iter(NumValidIds)), 0)
@@ -129,7 +129,7 @@ def moe_s1_bf16_per_expert_k2_kernel(
         ids_rsrc = buffer_rsrc(fx.get_iter(SortedTokenIds))
         # x, the routing tensors and the output stay on 32-bit offsets from their own base:
         # each must span < 2^32 bytes (wrapping i32 offset math, no signed overflow assumed);
-        # the launcher guard checks it with moegen.address_model before any launch.
+        # the launcher guard checks it with moegen.core.address_model before any launch.
         x_rsrc = buffer_rsrc(fx.get_iter(X))
         # per_expert: the resource base is W advanced to expert e by a 64-bit element offset
         # (both factors widened BEFORE the multiply), so the 32-bit offset spans one expert only.
@@ -174,7 +174,7 @@ def moe_s1_bf16_per_expert_k2_kernel(
                 up = mfma_tiles(mfma, a, b_up, up, N_SUBTILES)
 
         # Raw gate/up partials (no SiLU: it is not linear in the K slices) go to the zeroed
-        # float32 [tokens * topk, 2 * inter] buffer; the K_BATCH slices meet there atomically.
+        # float32 [tokens * topk, 2 * inter] buffer; the SPLIT_K slices meet there atomically.
         partial_rsrc = buffer_rsrc(fx.get_iter(Out))
         for mi in fx.range_constexpr(M_SUBTILES):
             acc_row0 = row0 + mi * 16 + k_group * 4
@@ -222,7 +222,7 @@ def launch_moe_s1_bf16_per_expert_k2(
         model_dim,
         inter,
         topk,
-    ).launch(grid=(inter // TILE_N, num_m_blocks, K_BATCH), block=(THREADS, 1, 1), stream=stream)
+    ).launch(grid=(inter // TILE_N, num_m_blocks, SPLIT_K), block=(THREADS, 1, 1), stream=stream)
 
 
 def prepare(
@@ -238,7 +238,7 @@ def prepare(
     """Validate the operands (shapes only: meta tensors work) and return the launch plan.
 
     x [tokens, model_dim] and w1 [E, 2 * inter, model_dim] in the activation/weight dtype;
-    the routing tensors come from moegen.routing.moe_sorting with block size TILE_M.
+    the routing tensors come from moegen.runtime.routing.moe_sorting with block size TILE_M.
     Raises ValueError naming every problem (incl. 32-bit offset limits) before any launch.
     """
     dims = launch.validate(

@@ -9,7 +9,7 @@
 #   tile        {"m": 16, "n": 64, "k": 64}
 #   archs       ["gfx942", "gfx950"]
 #   doweight    false
-#   out_dtype   "float32"
+#   out_dtype   "float16"
 #   preferred   false
 """MoE stage 1 (fused): gate/up GEMM of each routed row with its expert's W1.
 
@@ -28,8 +28,8 @@ import flydsl.expr as fx
 import torch
 from flydsl.expr import rocdl
 
-from moegen import launch
-from moegen.flydsl_lib import (
+from moegen.runtime import launch
+from moegen.backends.flydsl.device import (
     ROUTING_BYTES,
     Mfma,
     buffer_rsrc,
@@ -47,17 +47,17 @@ VARIANT = {
     "stage": 1,
     "dtype": "fp16",
     "addressing": "per_expert",
-    "k_batch": 1,
+    "split_k": 1,
     "tile_m": 16,
     "tile_n": 64,
     "tile_k": 64,
     "doweight": False,
-    "out_dtype": "float32",
+    "out_dtype": "float16",
     "archs": ["gfx942", "gfx950"],
     "act_bits": 16,
     "weight_bits": 16,
     "weight_pack": 1,
-    "out_bits": 32,
+    "out_bits": 16,
     "preferred": False,
 }
 # torch dtypes the declared archs expect (fp8 flavours differ per arch; bf16/fp16 do not).
@@ -126,7 +126,7 @@ def moe_s1_fp16_per_expert_k1_kernel(
         ids_rsrc = buffer_rsrc(fx.get_iter(SortedTokenIds))
         # x, the routing tensors and the output stay on 32-bit offsets from their own base:
         # each must span < 2^32 bytes (wrapping i32 offset math, no signed overflow assumed);
-        # the launcher guard checks it with moegen.address_model before any launch.
+        # the launcher guard checks it with moegen.core.address_model before any launch.
         x_rsrc = buffer_rsrc(fx.get_iter(X))
         # per_expert: the resource base is W advanced to expert e by a 64-bit element offset
         # (both factors widened BEFORE the multiply), so the 32-bit offset spans one expert only.
@@ -234,7 +234,7 @@ def prepare(
     """Validate the operands (shapes only: meta tensors work) and return the launch plan.
 
     x [tokens, model_dim] and w1 [E, 2 * inter, model_dim] in the activation/weight dtype;
-    the routing tensors come from moegen.routing.moe_sorting with block size TILE_M.
+    the routing tensors come from moegen.runtime.routing.moe_sorting with block size TILE_M.
     Raises ValueError naming every problem (incl. 32-bit offset limits) before any launch.
     """
     dims = launch.validate(

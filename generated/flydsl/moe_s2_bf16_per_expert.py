@@ -28,8 +28,8 @@ import flydsl.expr as fx
 import torch
 from flydsl.expr import rocdl
 
-from moegen import launch
-from moegen.flydsl_lib import (
+from moegen.runtime import launch
+from moegen.backends.flydsl.device import (
     ROUTING_BYTES,
     Mfma,
     buffer_rsrc,
@@ -46,7 +46,7 @@ VARIANT = {
     "stage": 2,
     "dtype": "bf16",
     "addressing": "per_expert",
-    "k_batch": 1,
+    "split_k": 1,
     "tile_m": 16,
     "tile_n": 64,
     "tile_k": 64,
@@ -123,7 +123,7 @@ def moe_s2_bf16_per_expert_kernel(
         ids_rsrc = buffer_rsrc(fx.get_iter(SortedTokenIds))
         # a2, the routing tensors and the output stay on 32-bit offsets from their own base:
         # each must span < 2^32 bytes (wrapping i32 offset math, no signed overflow assumed);
-        # the launcher guard checks it with moegen.address_model before any launch.
+        # the launcher guard checks it with moegen.core.address_model before any launch.
         a2_rsrc = buffer_rsrc(fx.get_iter(A2))
         # per_expert: the resource base is W advanced to expert e by a 64-bit element offset
         # (both factors widened BEFORE the multiply), so the 32-bit offset spans one expert only.
@@ -225,7 +225,7 @@ def prepare(
 
     a2 [tokens * topk, inter] in the activation dtype (stage 1's output, flattened) and
     w2 [E, model_dim, inter] in the weight dtype; the routing tensors come from
-    moegen.routing.moe_sorting with block size TILE_M.
+    moegen.runtime.routing.moe_sorting with block size TILE_M.
     Raises ValueError naming every problem (incl. 32-bit offset limits) before any launch.
     """
     dims = launch.validate(

@@ -28,8 +28,8 @@ import flydsl.expr as fx
 import torch
 from flydsl.expr import rocdl
 
-from moegen import launch
-from moegen.flydsl_lib import (
+from moegen.runtime import launch
+from moegen.backends.flydsl.device import (
     ROUTING_BYTES,
     Mfma,
     buffer_rsrc,
@@ -46,7 +46,7 @@ VARIANT = {
     "stage": 2,
     "dtype": "fp16",
     "addressing": "whole_tensor",
-    "k_batch": 1,
+    "split_k": 1,
     "tile_m": 16,
     "tile_n": 64,
     "tile_k": 64,
@@ -123,7 +123,7 @@ def moe_s2_fp16_whole_tensor_kernel(
         ids_rsrc = buffer_rsrc(fx.get_iter(SortedTokenIds))
         # a2, the routing tensors and the output stay on 32-bit offsets from their own base:
         # each must span < 2^32 bytes (wrapping i32 offset math, no signed overflow assumed);
-        # the launcher guard checks it with moegen.address_model before any launch.
+        # the launcher guard checks it with moegen.core.address_model before any launch.
         a2_rsrc = buffer_rsrc(fx.get_iter(A2))
         # whole_tensor: ONE buffer resource over all E experts; the expert's first row is folded
         # into the 32-bit per-lane byte offset, so all of W must span < 4 GiB (the launcher guard
@@ -224,7 +224,7 @@ def prepare(
 
     a2 [tokens * topk, inter] in the activation dtype (stage 1's output, flattened) and
     w2 [E, model_dim, inter] in the weight dtype; the routing tensors come from
-    moegen.routing.moe_sorting with block size TILE_M.
+    moegen.runtime.routing.moe_sorting with block size TILE_M.
     Raises ValueError naming every problem (incl. 32-bit offset limits) before any launch.
     """
     dims = launch.validate(

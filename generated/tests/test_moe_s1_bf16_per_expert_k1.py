@@ -9,7 +9,7 @@
 #   tile        {"m": 16, "n": 64, "k": 64}
 #   archs       ["gfx942", "gfx950"]
 #   doweight    false
-#   out_dtype   "float32"
+#   out_dtype   "bfloat16"
 #   preferred   false
 """Boundary test of moe_s1_bf16_per_expert_k1: its shapes swept across the 4 GiB line.
 
@@ -18,10 +18,10 @@ across the whole-tensor 4 GiB line (where whole_tensor variants break) and up to
 Its own line is one expert's slab reaching 2**32 bytes (swept at E=2);
 past it the launcher must refuse.
 
-Cases come from moegen.address_model (E=128, model_dim=6144, topk=4,
+Cases come from moegen.core.address_model (E=128, model_dim=6144, topk=4,
 tokens routed to the highest experts); `moegen boundary moe_s1_bf16_per_expert_k1` prints the spans behind
 them. Numerics run on a real ROCm GPU when present (marker `rocm`) and on the CPU emulator
-otherwise, on the first declared arch, with moegen.verdict's data recipe and limits: every
+otherwise, on the first declared arch, with moegen.harness.verdict's data recipe and limits: every
 checked output row must pass its own cos_dist and max-abs-error bounds (a few wrong rows
 cannot hide among good ones), and an emulated buffer access of a checked row whose offset
 may or may not wrap at 2**32 makes the case INCONCLUSIVE, which fails.
@@ -33,8 +33,11 @@ import pytest
 import torch
 
 from generated.flydsl import moe_s1_bf16_per_expert_k1 as kernel
-from moegen import boundary, execute, verify
+from moegen.harness import boundary
+from moegen.harness import execute
+from moegen.verify.run import assert_verified
 
+# The spec this test was rendered from, beside generated/ (`moegen render --variants` names it).
 SPEC = Path(__file__).resolve().parents[2] / "variants.yaml"
 ARCHS = ["gfx942", "gfx950"]
 MODEL_DIM = 6144
@@ -69,7 +72,7 @@ REFUSED = boundary.cases(
 @pytest.mark.parametrize("arch", ARCHS)
 def test_compile_and_audit(arch):
     """Compiles on the CPU for the arch; the audited addressing is per_expert, as declared."""
-    verify.assert_verified("moe_s1_bf16_per_expert_k1", arch, SPEC)
+    assert_verified("moe_s1_bf16_per_expert_k1", arch, SPEC)
 
 
 @pytest.mark.parametrize("executor", [pytest.param("rocm", marks=pytest.mark.rocm), "emulator"])

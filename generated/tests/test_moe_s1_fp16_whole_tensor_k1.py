@@ -9,7 +9,7 @@
 #   tile        {"m": 16, "n": 64, "k": 64}
 #   archs       ["gfx942", "gfx950"]
 #   doweight    false
-#   out_dtype   "float32"
+#   out_dtype   "float16"
 #   preferred   true
 """Boundary test of moe_s1_fp16_whole_tensor_k1: its shapes swept across the 4 GiB line.
 
@@ -17,10 +17,10 @@ whole_tensor: one buffer resource spans all of W1, so the line is the whole weig
 tensor reaching 2**32 bytes. Below it the kernel must be exact; at and above it the launcher
 must refuse (a ValueError naming the tensor and the limit) before anything is launched.
 
-Cases come from moegen.address_model (E=128, model_dim=6144, topk=4,
+Cases come from moegen.core.address_model (E=128, model_dim=6144, topk=4,
 tokens routed to the highest experts); `moegen boundary moe_s1_fp16_whole_tensor_k1` prints the spans behind
 them. Numerics run on a real ROCm GPU when present (marker `rocm`) and on the CPU emulator
-otherwise, on the first declared arch, with moegen.verdict's data recipe and limits: every
+otherwise, on the first declared arch, with moegen.harness.verdict's data recipe and limits: every
 checked output row must pass its own cos_dist and max-abs-error bounds (a few wrong rows
 cannot hide among good ones), and an emulated buffer access of a checked row whose offset
 may or may not wrap at 2**32 makes the case INCONCLUSIVE, which fails.
@@ -31,9 +31,13 @@ from pathlib import Path
 import pytest
 import torch
 
+from generated import VARIANTS
 from generated.flydsl import moe_s1_fp16_whole_tensor_k1 as kernel
-from moegen import boundary, execute, verify
+from moegen.harness import boundary
+from moegen.harness import execute
+from moegen.verify.run import assert_verified
 
+# The spec this test was rendered from, beside generated/ (`moegen render --variants` names it).
 SPEC = Path(__file__).resolve().parents[2] / "variants.yaml"
 ARCHS = ["gfx942", "gfx950"]
 MODEL_DIM = 6144
@@ -64,7 +68,7 @@ REFUSED = boundary.cases(
 @pytest.mark.parametrize("arch", ARCHS)
 def test_compile_and_audit(arch):
     """Compiles on the CPU for the arch; the audited addressing is whole_tensor, as declared."""
-    verify.assert_verified("moe_s1_fp16_whole_tensor_k1", arch, SPEC)
+    assert_verified("moe_s1_fp16_whole_tensor_k1", arch, SPEC)
 
 
 @pytest.mark.parametrize("executor", [pytest.param("rocm", marks=pytest.mark.rocm), "emulator"])
@@ -78,6 +82,18 @@ def test_boundary(case, executor, record_property):
     record_property("verdict", result.summary())
     print(f"{kernel.VARIANT['name']} {case.id} {executor}: {result.summary()}")
     assert result.passed, result.report()
+
+
+def _per_expert_twin() -> str:
+    """The variant the guard must point to: the registry's per_expert variant of this dtype,
+    stage and split-K (a guard naming a variant that is not declared fails here)."""
+    same = ("dtype", "stage", "split_k")
+    (twin,) = [
+        r.name
+        for r in VARIANTS
+        if r.addressing == "per_expert" and all(getattr(r, k) == kernel.VARIANT[k] for k in same)
+    ]
+    return twin
 
 
 def _refusals(case) -> list[tuple[str, str]]:
@@ -95,7 +111,7 @@ def _refusals(case) -> list[tuple[str, str]]:
     span = case.experts * shape[1] * shape[2] * element_bytes  # one resource over all experts
     resource, remedy = (
         "whole tensor",
-        "Use the per_expert variant moe_s1_fp16_per_expert_k1 (64-bit per-expert base)",
+        f"Use the per_expert variant {_per_expert_twin()} (64-bit per-expert base)",
     )
     expected = []
     if span >= limit:

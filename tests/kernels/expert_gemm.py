@@ -17,7 +17,7 @@ tensor parameter, i.e. global pointer #1):
   tanh_epilog   per-expert, with fx.tanh on the accumulator: FlyDSL 0.5 cannot lower f32
                 tanh, prints "error: ..." and emits a kernel whose body is just s_endpgm.
 
-Each `compile_<kind>()` is a zero-argument entry point for moegen.compile: it calls the
+Each `compile_<kind>()` is a zero-argument entry point for moegen.backends.flydsl.compile: it calls the
 launcher with CPU tensors, which under COMPILE_ONLY=1 traces and compiles without running.
 """
 

@@ -48,7 +48,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "silu_wrong_slope",
-        "moegen/flydsl_lib.py",
+        "moegen/backends/flydsl/device.py",
         "LOG2_E = 1.4426950408889634",
         "LOG2_E = 1.0",
         (_S1, "-k", "boundary"),
@@ -66,7 +66,7 @@ BUGS: tuple[Bug, ...] = (
     # ---- the spec: every level strict, every name a string -------------------------------
     Bug(
         "spec_unknown_key_accepted_below_top_level",
-        "moegen/spec.py",
+        "moegen/spec/checks.py",
         "        if key not in allowed:\n            errors.append(",
         "        if key not in allowed and what == 'the top level':\n            errors.append(",
         ("tests/test_spec.py", "-k", "golden"),
@@ -74,7 +74,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "spec_numeric_dtype_name_crashes",
-        "moegen/expand.py",
+        "moegen/spec/expand.py",
         "declared = sorted(map(str, names))",
         "declared = sorted(names)",
         ("tests/test_spec.py",),
@@ -83,7 +83,7 @@ BUGS: tuple[Bug, ...] = (
     # ---- the launcher: every check refuses before any launch ------------------------------
     Bug(
         "launch_token_limit_dropped",
-        "moegen/launch.py",
+        "moegen/runtime/launch.py",
         "if not 1 <= tokens < MAX_TOKENS:",
         "if not 1 <= tokens:",
         ("tests/test_launch.py",),
@@ -91,7 +91,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "launch_device_mismatch_accepted",
-        "moegen/launch.py",
+        "moegen/runtime/launch.py",
         "if len(set(devices.values())) > 1:",
         "if len(set(devices.values())) > 2:",
         ("tests/test_launch.py",),
@@ -99,7 +99,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "launch_short_sorted_token_ids_accepted",
-        "moegen/launch.py",
+        "moegen/runtime/launch.py",
         "if sorted_token_ids.numel() < sorted_expert_ids.numel() * tile_m:",
         "if sorted_token_ids.numel() < sorted_expert_ids.numel():",
         ("tests/test_launch.py",),
@@ -107,7 +107,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "launch_w2_inner_dim_unchecked",
-        "moegen/launch.py",
+        "moegen/runtime/launch.py",
         "    if w_inter != inter:\n",
         "    if False:\n",
         ("tests/test_launch.py",),
@@ -115,7 +115,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "launch_odd_gate_up_rows_accepted",
-        "moegen/launch.py",
+        "moegen/runtime/launch.py",
         "    if two_inter % 2:\n",
         "    if two_inter % 2 and two_inter < 0:\n",
         ("tests/test_launch.py",),
@@ -123,7 +123,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "launch_empty_num_valid_ids_accepted",
-        "moegen/launch.py",
+        "moegen/runtime/launch.py",
         "    if num_valid_ids.numel() < 1:\n",
         "    if num_valid_ids.numel() < 0:\n",
         ("tests/test_launch.py",),
@@ -181,7 +181,7 @@ BUGS: tuple[Bug, ...] = (
     # ---- references, verdicts and the address model ----------------------------------------
     Bug(
         "reference_gelu_for_silu",
-        "moegen/reference.py",
+        "moegen/runtime/reference.py",
         "    return torch.nn.functional.silu(gate.float()) * up.float()",
         "    return torch.nn.functional.gelu(gate.float()) * up.float()",
         (_S1, "-k", "boundary and emulator"),
@@ -189,7 +189,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "split_k_reduce_gelu_for_silu",
-        "moegen/launch.py",
+        "moegen/runtime/launch.py",
         "    h = torch.nn.functional.silu(gate) * up",
         "    h = torch.nn.functional.gelu(gate) * up",
         (_S1_K2, "-k", "boundary and emulator"),
@@ -197,7 +197,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "verdict_ignores_the_value_bound",
-        "moegen/verdict.py",
+        "moegen/harness/verdict.py",
         "return self.cos_dist <= ROW_COS_DIST_LIMIT and self.max_abs_err <= self.bound",
         "return self.cos_dist <= ROW_COS_DIST_LIMIT",
         ("tests/test_verdict.py",),
@@ -205,7 +205,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "verdict_global_only",
-        "moegen/verdict.py",
+        "moegen/harness/verdict.py",
         "        if self.failed_rows or not self.global_cos_dist < GLOBAL_COS_DIST_LIMIT:",
         "        if not self.global_cos_dist < GLOBAL_COS_DIST_LIMIT:",
         ("tests/test_verdict.py",),
@@ -213,7 +213,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "address_model_limit_inclusive",
-        "moegen/address_model.py",
+        "moegen/core/address_model.py",
         "        return self.span_bytes < self.limit\n",
         "        return self.span_bytes <= self.limit\n",
         ("tests/test_address_model.py",),
@@ -221,7 +221,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "launch_address_guards_dropped",
-        "moegen/launch.py",
+        "moegen/runtime/launch.py",
         "    if _SKIP_ADDRESS_GUARDS.get():\n        return\n",
         "    return\n",
         ("tests/test_guards.py",),
@@ -229,7 +229,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "routing_sentinel_wrong_slot",
-        "moegen/routing.py",
+        "moegen/runtime/routing.py",
         "    sentinel = (topk << TOKEN_BITS) | tokens",
         "    sentinel = (0 << TOKEN_BITS) | tokens",
         ("tests/test_routing.py",),
@@ -237,7 +237,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "dispatch_ignores_preference",
-        "moegen/dispatch.py",
+        "moegen/runtime/dispatch.py",
         "    return sorted(found, key=lambda e: (not e.preferred, e.name))",
         "    return sorted(found, key=lambda e: e.name)",
         ("tests/test_dispatch.py",),
@@ -262,7 +262,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "cache_key_ignores_traced_helpers",
-        "moegen/compile.py",
+        "moegen/backends/flydsl/compile.py",
         "    return [module, *sorted(p for p in seen if p != module)]",
         "    return [module]",
         ("tests/test_compile.py", "tests/test_execute.py", "-k", "cache or traced or recompile"),
@@ -270,7 +270,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "write_orphans_kept",
-        "moegen/write.py",
+        "moegen/render/write.py",
         "        (out / p).unlink(missing_ok=True)\n",
         "        pass\n",
         ("tests/test_write.py",),
@@ -278,7 +278,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "emulate_memory_check_skipped",
-        "moegen/emulate_cli.py",
+        "moegen/cli/emulate.py",
         "    if need.total <= budget:\n        return None\n",
         "    return None\n",
         ("tests/test_emulate_cli.py",),
@@ -286,7 +286,7 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "write_manifest_before_orphans",
-        "moegen/write.py",
+        "moegen/render/write.py",
         "        if target.name != MANIFEST:\n            os.replace(tmp, target)\n"
         "    for p in orphans:\n        (out / p).unlink(missing_ok=True)\n"
         "        _prune_empty_dirs((out / p).parent, out)\n"
@@ -301,15 +301,15 @@ BUGS: tuple[Bug, ...] = (
     ),
     Bug(
         "generated_import_path_wrong",
-        "moegen/spec.py",
-        '        return f"generated.flydsl.{self.name}"',
-        '        return f"generated.{self.name}"',
+        "moegen/backends/base.py",
+        '        return f"generated.{self.name}.{variant_name}"',
+        '        return f"generated.{variant_name}"',
         ("tests/test_render.py",),
         "the registry importing generated modules from a path that does not exist",
     ),
     Bug(
         "guard_names_the_wrong_twin",
-        "moegen/address_model.py",
+        "moegen/core/address_model.py",
         '    return v["name"].replace("_whole_tensor", "_per_expert", 1)',
         '    return v["name"]',
         ("tests/test_address_model.py", _S1_WHOLE, "-k", "guard or messages"),

@@ -1,0 +1,55 @@
+"""The FlyDSL backend's implementation of moegen.backends.base.Backend.
+
+Importing it stays cheap (no torch, no flydsl): BACKEND's methods import the modules that need
+them when called.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from moegen.backends.base import Backend
+
+
+class FlyDSL(Backend):
+    name = "flydsl"
+    title = "FlyDSL"
+    kernel_templates = {1: "flydsl/moe_stage1.py.j2", 2: "flydsl/moe_stage2.py.j2"}
+    device_module = "moegen.backends.flydsl.device"
+
+    def check_tiles(self, variant: Any) -> list[str]:
+        from moegen.backends.flydsl.limits import check_tiles
+
+        return check_tiles(variant)
+
+    def compile_many(self, targets: Iterable[Any], jobs: int | None = None) -> list[Any]:
+        from moegen.backends.flydsl.compile import compile_many
+
+        return compile_many(targets, jobs)
+
+    def audit_dump_dir(
+        self,
+        dump_dir: Path,
+        *,
+        weight: int | str,
+        expected: str | None = None,
+        bounds: Mapping[str, int] | None = None,
+    ) -> Sequence[Any]:
+        from moegen.backends.flydsl.audit import audit_dump_dir
+
+        return audit_dump_dir(dump_dir, weight=weight, expected=expected, bounds=bounds)
+
+    def template_globals(self) -> Mapping[str, Any]:
+        from moegen.backends.flydsl import limits
+
+        return {"limits": limits}
+
+    def emulator_frontend(self) -> Any:
+        from moegen.emulator import frontend
+
+        return frontend
+
+
+BACKEND = FlyDSL()

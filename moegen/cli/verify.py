@@ -1,0 +1,131 @@
+"""`moegen verify`: compile every variant at every shipped shape per arch, audit it, report
+(moegen.verify.plan / run / report do the work)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from moegen.backends.flydsl.toolchain import ToolchainError
+from moegen.core.vocabulary import EXIT_FAIL, EXIT_OK
+from moegen.spec.errors import SpecErrors
+from moegen.spec.expand import enumerate_variants
+from moegen.verify.plan import Outcome, plan_checks
+from moegen.verify.report import format_report
+from moegen.verify.run import default_cache, run_checks
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of `moegen verify`."""
+    p.add_argument(
+        "--variants",
+        default="variants.yaml",
+        metavar="PATH",
+        help="the spec (default: ./variants.yaml); generated/ sits beside it",
+    )
+    p.add_argument(
+        "-k",
+        action="append",
+        metavar="GLOB",
+        help="only variants whose name matches this fnmatch glob (repeatable)",
+    )
+    p.add_argument(
+        "--arch",
+        action="append",
+        metavar="ARCH",
+        help="only this arch (repeatable; default: every arch a variant declares)",
+    )
+    p.add_argument(
+        "--shape",
+        action="append",
+        metavar="NAME",
+        help="only this shape of `shapes:` (repeatable; default: every shape)",
+    )
+    p.add_argument(
+        "--jobs",
+        type=int,
+        default=os.cpu_count() or 1,
+        metavar="N",
+        help="compile processes at a time (default: CPU count)",
+    )
+    p.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="compile everything afresh (default: reuse successful compiles of identical "
+        "sources from $MOEGEN_CACHE_DIR/verify)",
+    )
+    p.add_argument(
+        "--dump-dir",
+        metavar="DIR",
+        help="keep the IR/ISA dumps here (default: a temporary dir)",
+    )
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add `verify` to the `moegen` command line."""
+    p = subparsers.add_parser(
+        "verify",
+        help="compile every variant at every shipped shape per arch and audit its addressing, "
+        "i32 math and registers",
+    )
+    add_arguments(p)
+    p.set_defaults(func=run)
+
+
+def _progress(total: int) -> Callable[[Outcome], None]:
+    """A \\r-updated progress line on a TTY; silent otherwise."""
+    done = 0
+
+    def show(o: Outcome) -> None:
+        nonlocal done
+        done += 1
+        if sys.stdout.isatty():
+            c = o.check
+            label = f"{c.variant.name} [{c.arch}] {c.shape_cell} {'ok' if o.ok else 'FAIL'}"
+            end = "\r\033[K" if done == total else ""
+            print(f"\r\033[Kverify {done}/{total}: {label}", end=end, flush=True)
+
+    return show
+
+
+def run(args: argparse.Namespace) -> int:
+    """Run `moegen verify` for parsed arguments; returns the exit code."""
+    start = time.perf_counter()
+    spec_path = Path(args.variants)
+    work = Path(args.dump_dir) if args.dump_dir else Path(tempfile.mkdtemp(prefix="moegen-verify-"))
+    try:
+        variants = enumerate_variants(spec_path, args.k or ())
+        checks = plan_checks(spec_path, variants, args.arch or (), work, args.shape or ())
+        if not checks:
+            print("moegen verify: no variant/arch matches the selection", file=sys.stderr)
+            return EXIT_FAIL
+        cache = None if args.no_cache else default_cache()
+        outcomes = run_checks(checks, args.jobs, _progress(len(checks)), cache)
+    except SpecErrors as exc:
+        print(exc.render(), file=sys.stderr)
+        return EXIT_FAIL
+    except (ToolchainError, ValueError) as exc:
+        print(f"moegen verify: {exc}", file=sys.stderr)
+        return EXIT_FAIL
+    finally:
+        if not args.dump_dir:
+            shutil.rmtree(work, ignore_errors=True)
+    print(format_report(outcomes, time.perf_counter() - start))
+    return EXIT_OK if all(o.ok for o in outcomes) else EXIT_FAIL
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """`moegen verify` as a standalone command (`python -m moegen.cli.verify`)."""
+    parser = argparse.ArgumentParser(prog="moegen verify", description=__doc__.split("\n")[0])
+    add_arguments(parser)
+    return run(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,1 @@
+"""Vocabulary and the address model: no torch, no backend."""

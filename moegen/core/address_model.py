@@ -1,0 +1,382 @@
+"""The address model: which bytes each 32-bit buffer offset of a variant must reach.
+
+An AMD buffer resource (V#) adds a 32-bit unsigned byte offset to its 48-bit base, so every tensor
+a kernel reads or writes through ONE resource must span fewer than 2**32 bytes from that base, or
+offsets wrap and the kernel silently touches the wrong bytes. Index math done in signed i32 breaks
+earlier, at 2**31. This module is the single source of truth for those lines: the launcher guards
+of generated modules (`check`), the sweep points of the generated boundary tests (`sweep`), safe
+dispatch and `moegen boundary` all read it.
+
+Everything derives from a variant's declared bits (`act_bits`, `weight_bits`, `out_bits`), never
+from dtype names. A variant is the plain dict a generated module keeps as VARIANT
+(`Variant.runtime_info`).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from moegen.core.vocabulary import GIB, ROUTING_BYTES
+
+U32_LINE = 2**32  # buffer offsets are 32-bit unsigned byte offsets
+I32_LINE = 2**31  # where signed 32-bit index math overflows
+F32_BITS = 32
+ID_BITS = ROUTING_BYTES * 8  # the routing tensors' elements
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One MoE problem: E experts, hidden size model_dim, expert width inter, tokens x topk."""
+
+    experts: int
+    model_dim: int
+    inter: int
+    tokens: int
+    topk: int
+
+
+@dataclass(frozen=True)
+class TensorSpan:
+    """One tensor the kernel addresses, and the reach its 32-bit offsets need."""
+
+    tensor: str
+    shape: tuple[int, ...]
+    resource: str  # what one buffer resource covers
+    span_bytes: int  # largest byte offset + 1 that one resource must reach
+    signed: bool = False  # the kernel's offset math is signed i32 (line at 2**31)
+    # span = per_inter * inter + fixed: lets the model solve for the first failing inter
+    per_inter: int = 0
+
+    @property
+    def limit(self) -> int:
+        return I32_LINE if self.signed else U32_LINE
+
+    @property
+    def fits(self) -> bool:
+        return self.span_bytes < self.limit
+
+    @property
+    def fits_signed(self) -> bool:
+        return self.span_bytes < I32_LINE
+
+
+def _bytes(elems: int, bits: int) -> int:
+    return (elems * bits + 7) // 8
+
+
+def max_padded_rows(p: Problem, tile_m: int) -> int:
+    """Rows of the sorted routing buffers: each expert's rows padded to a multiple of tile_m."""
+    return p.tokens * p.topk + p.experts * tile_m - p.topk
+
+
+def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
+    """Every tensor the variant's kernels address for problem `p`, with its 32-bit reach."""
+    e, d, i, t, k = p.experts, p.model_dim, p.inter, p.tokens, p.topk
+    ab, wb = v["act_bits"], v["weight_bits"]
+    rows = max_padded_rows(p, v["tile_m"])
+    per_expert = v["addressing"] == "per_expert"
+    out: list[TensorSpan] = []
+    if v["stage"] == 1:
+        n_w = 2 * i  # gate and up rows
+        out.append(TensorSpan("x", (t, d), "whole tensor", _bytes(t * d, ab)))
+        w_shape = (e, n_w, d)
+        w_elems = n_w * d if per_expert else e * n_w * d
+        out.append(
+            TensorSpan(
+                "w1",
+                w_shape,
+                "one expert's slab" if per_expert else "whole tensor",
+                _bytes(w_elems, wb),
+                per_inter=_bytes(w_elems, wb) // i,
+            )
+        )
+        if v["split_k"] > 1:
+            out.append(
+                TensorSpan(
+                    "gate_up_partials (split-K, float32)",
+                    (t * k, n_w),
+                    "whole tensor",
+                    _bytes(t * k * n_w, F32_BITS),
+                    per_inter=_bytes(t * k * 2, F32_BITS),
+                )
+            )
+        out.append(
+            TensorSpan(
+                "out",
+                (t, k, i),
+                "whole tensor",
+                _bytes(t * k * i, ab),
+                per_inter=_bytes(t * k, ab),
+            )
+        )
+    else:
+        out.append(
+            TensorSpan(
+                "a2",
+                (t * k, i),
+                "whole tensor",
+                _bytes(t * k * i, ab),
+                per_inter=_bytes(t * k, ab),
+            )
+        )
+        w_shape = (e, d, i)
+        w_elems = d * i if per_expert else e * d * i
+        out.append(
+            TensorSpan(
+                "w2",
+                w_shape,
+                "one expert's slab" if per_expert else "whole tensor",
+                _bytes(w_elems, wb),
+                per_inter=_bytes(w_elems, wb) // i,
+            )
+        )
+        out.append(TensorSpan("out", (t, d), "whole tensor", _bytes(t * d, v["out_bits"])))
+    for name in ("sorted_token_ids", "sorted_weights"):
+        out.append(TensorSpan(name, (rows,), "whole tensor", _bytes(rows, ID_BITS)))
+    n_blocks = math.ceil(rows / v["tile_m"])
+    out.append(
+        TensorSpan("sorted_expert_ids", (n_blocks,), "whole tensor", _bytes(n_blocks, ID_BITS))
+    )
+    return out
+
+
+def _fmt_bytes(n: int) -> str:
+    return f"{n:,} bytes ({n / GIB:.2f} GiB)"
+
+
+def alternative_name(v: Mapping[str, Any]) -> str | None:
+    """The per_expert twin of a whole_tensor variant (names put the addressing mode in one place)."""
+    if v["addressing"] != "whole_tensor":
+        return None
+    return v["name"].replace("_whole_tensor", "_per_expert", 1)
+
+
+def explain(v: Mapping[str, Any], s: TensorSpan, p: Problem) -> str:
+    """A guard message: tensor, bytes, limit, and what to do instead."""
+    line = "2**31 (signed i32 offsets)" if s.signed else "2**32 (32-bit buffer offset)"
+    msg = (
+        f"{v['name']}: {s.tensor} {list(s.shape)} spans {_fmt_bytes(s.span_bytes)} through "
+        f"{s.resource} buffer resource, past the {line} limit of {_fmt_bytes(s.limit)}; "
+        "its offsets would wrap and read or write the wrong memory."
+    )
+    if s.tensor.startswith("w") and s.resource == "whole tensor":
+        alt = alternative_name(v)
+        msg += f" Use the per_expert variant {alt} (64-bit per-expert base), or moegen's auto dispatch."
+    elif s.per_inter and s.resource == "one expert's slab":
+        msg += " One expert's slab alone is too large for any buffer-addressed variant."
+    else:
+        tokens_ok = max_tokens(v, p, s.tensor)
+        msg += (
+            f" Split the batch into chunks of at most {tokens_ok} tokens."
+            if tokens_ok
+            else " No token count fits this shape."
+        )
+    return msg
+
+
+def max_tokens(v: Mapping[str, Any], p: Problem, tensor: str) -> int:
+    """Largest token count for which `tensor` still fits (binary search on the model)."""
+    lo, hi = 0, max(p.tokens, 1)
+
+    def ok(t: int) -> bool:
+        q = Problem(p.experts, p.model_dim, p.inter, t, p.topk)
+        return all(s.fits for s in spans(v, q) if s.tensor == tensor)
+
+    if not ok(1):
+        return 0
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        lo, hi = (mid, hi) if ok(mid) else (lo, mid - 1)
+    return lo
+
+
+def check(
+    v: Mapping[str, Any],
+    *,
+    experts: int,
+    model_dim: int,
+    inter: int,
+    tokens: int,
+    topk: int,
+) -> list[str]:
+    """One message per tensor whose offsets would wrap for this problem; [] = addressable."""
+    p = Problem(experts, model_dim, inter, tokens, topk)
+    return [explain(v, s, p) for s in spans(v, p) if not s.fits]
+
+
+def addressable(v: Mapping[str, Any], p: Problem) -> bool:
+    return all(s.fits for s in spans(v, p))
+
+
+def inter_granule(v: Mapping[str, Any]) -> int:
+    """inter must be a multiple of this for the variant's tiles (stage 1: tile n; stage 2: tile k)."""
+    return v["tile_n"] if v["stage"] == 1 else v["tile_k"]
+
+
+def first_failing_inter(
+    v: Mapping[str, Any], experts: int, model_dim: int, tokens: int, topk: int
+) -> int:
+    """The smallest inter (any integer) at which some tensor no longer fits."""
+    lo, hi = 1, 1
+    while addressable(v, Problem(experts, model_dim, hi, tokens, topk)):
+        lo, hi = hi, hi * 2
+    while lo < hi:  # spans grow monotonically with inter
+        mid = (lo + hi) // 2
+        if addressable(v, Problem(experts, model_dim, mid, tokens, topk)):
+            lo = mid + 1
+        else:
+            hi = mid
+    return hi
+
+
+@dataclass(frozen=True)
+class SweepPoint:
+    label: str  # "safe", "below", "above", "production"
+    inter: int
+    addressable: bool
+    weight_bytes: int
+
+
+def sweep(
+    v: Mapping[str, Any],
+    experts: int,
+    model_dim: int,
+    tokens: int,
+    topk: int,
+    production_inter: int,
+    line: int | None = None,
+) -> list[SweepPoint]:
+    """The inter values a boundary test runs: a safe small one, the last multiple of the tile
+    granule below the line, the first above it, and production. `line` defaults to this
+    variant's own first failing inter."""
+    g = inter_granule(v)
+    fail = line if line is not None else first_failing_inter(v, experts, model_dim, tokens, topk)
+    below = max(g, (fail - 1) // g * g)
+    above = -(-fail // g) * g
+    safe = min(384 // g * g or g, below)
+    points = [
+        ("safe", safe),
+        ("below", below),
+        ("above", above),
+        ("production", production_inter),
+    ]
+    out = []
+    for label, inter in points:
+        p = Problem(experts, model_dim, inter, tokens, topk)
+        w = next(
+            s
+            for s in spans(v, Problem(experts, model_dim, inter, tokens, topk))
+            if s.tensor.startswith("w")
+        )
+        out.append(
+            SweepPoint(
+                label,
+                inter,
+                addressable(v, p),
+                _bytes(experts * w.shape[1] * w.shape[2], v["weight_bits"]),
+            )
+        )
+    return out
+
+
+def table(v: Mapping[str, Any], p: Problem) -> str:
+    """A human-readable span table (used by `moegen boundary`)."""
+    rows = [("tensor", "shape", "one resource covers", "span (bytes)", "limit", "fits", "< 2^31")]
+    for s in spans(v, p):
+        rows.append(
+            (
+                s.tensor,
+                "x".join(map(str, s.shape)),
+                s.resource,
+                f"{s.span_bytes:,}",
+                "2^31" if s.signed else "2^32",
+                "yes" if s.fits else "NO",
+                "yes" if s.fits_signed else "no",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(c.ljust(w) for c, w in zip(r, widths)).rstrip() for r in rows)
+
+
+# ---------------------------------------------------------------------------------------------
+# the boundary test's cases
+
+TOKEN_COUNTS = {"decode": 16, "prefill": 2048}  # the seed's token counts
+OWN_LINE_EXPERTS = 2  # a per-expert line is one slab's: E does not move it, so test it at E=2
+
+
+@dataclass(frozen=True)
+class BoundaryCase:
+    """One (inter, token count) point of a variant's boundary sweep."""
+
+    label: str  # safe | below | above | production | own_below | own_above
+    inter: int
+    experts: int
+    topk: int
+    tokens_label: str  # decode | prefill
+    tokens: int
+    addressable: bool
+    weight_bytes: int = 0  # the whole weight tensor, for reports
+
+    @property
+    def id(self) -> str:
+        parts = [f"inter={self.inter}"]
+        if self.label.startswith("own_"):
+            parts.append(f"E={self.experts}")
+        parts.append(self.tokens_label)
+        return "-".join(parts)
+
+
+def boundary_cases(
+    v: Mapping[str, Any],
+    *,
+    experts: int,
+    model_dim: int,
+    topk: int,
+    production_inter: int,
+    token_counts: Mapping[str, int] = TOKEN_COUNTS,
+) -> list[BoundaryCase]:
+    """The sweep a variant's generated boundary test runs, decided here, rendered as literals.
+
+    Every variant is swept across the 4 GiB line of a whole-tensor weight of its dtype and
+    stage (the seed's line: safe, last inter below, first above, production). A per_expert
+    variant's own line is one expert's slab reaching 2**32 bytes; it is swept there too, at
+    E=2 (the slab line does not depend on E, and 2 lazily allocated experts stay virtual).
+    """
+    whole = dict(v, addressing="whole_tensor")
+    points = [
+        (p.label, p.inter, experts, topk)
+        for p in sweep(
+            whole, experts, model_dim, max(token_counts.values()), topk, production_inter
+        )
+    ]
+    if v["addressing"] == "per_expert":
+        own_topk = min(topk, OWN_LINE_EXPERTS)
+        own = sweep(
+            v, OWN_LINE_EXPERTS, model_dim, min(token_counts.values()), own_topk, production_inter
+        )
+        points += [
+            (f"own_{p.label}", p.inter, OWN_LINE_EXPERTS, own_topk)
+            for p in own
+            if p.label in ("below", "above")
+        ]
+    cases = []
+    for label, inter, e, k in points:
+        for tlabel, tokens in token_counts.items():
+            p = Problem(e, model_dim, inter, tokens, k)
+            w = next(s for s in spans(v, p) if s.tensor.startswith("w"))
+            cases.append(
+                BoundaryCase(
+                    label,
+                    inter,
+                    e,
+                    k,
+                    tlabel,
+                    tokens,
+                    addressable(v, p),
+                    _bytes(e * w.shape[1] * w.shape[2], v["weight_bits"]),
+                )
+            )
+    return cases

@@ -1,0 +1,54 @@
+"""moegen's vocabulary: every constant and small type that more than one module names, defined
+once here (a constant defined in two places drifts). No torch, no backend.
+
+The data recipe and the numeric limits the tests judge by live in one place too,
+moegen.harness.verdict (they need torch to draw samples).
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+# ---- command-line exit codes (README: "Exit codes") ------------------------------------------
+EXIT_OK, EXIT_FAIL, EXIT_USAGE = 0, 1, 2
+
+# ---- the routing format (upstream moe_sorting) ----------------------------------------------
+TOKEN_BITS = 24
+"""sorted_token_ids packs each routed row as (topk slot << TOKEN_BITS) | token."""
+TOKEN_MASK = (1 << TOKEN_BITS) - 1
+ROUTING_BYTES = 4
+"""Bytes of one routing element: sorted_token_ids / sorted_expert_ids are int32, sorted_weights
+float32."""
+
+# ---- the spec's axes -------------------------------------------------------------------------
+ADDRESSING_MODES = ("whole_tensor", "per_expert")
+"""How a kernel reaches the expert weights: one buffer resource over the whole tensor, or one
+rebased to each expert in 64-bit arithmetic."""
+
+# ---- sizes -----------------------------------------------------------------------------------
+GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Mfma:
+    """A 16x16xK MFMA: lane l holds row/col l % 16 and k-slice l // 16 of A and B.
+
+    `op` is the instruction: its flydsl.expr.rocdl function name in the spec, the function
+    itself in a generated kernel."""
+
+    op: Any
+    k: int  # reduction depth of one instruction
+    operand: str  # MLIR element type of the per-lane A/B vector
+    width: int  # elements per lane: k split over the 4 groups of 16 lanes
+
+
+def cache_home() -> Path:
+    """moegen's cache directory: $MOEGEN_CACHE_DIR, else $XDG_CACHE_HOME/moegen
+    (default ~/.cache/moegen). Compile and format caches are subdirectories of it."""
+    if os.environ.get("MOEGEN_CACHE_DIR"):
+        return Path(os.environ["MOEGEN_CACHE_DIR"])
+    xdg = os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache")
+    return Path(xdg) / "moegen"

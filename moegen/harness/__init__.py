@@ -1,0 +1,1 @@
+"""Run generated kernels: executors (rocm / emulator), the compile cache, boundary cases, verdicts."""

@@ -1,0 +1,235 @@
+"""The runtime half of the generated boundary tests (generated/tests/test_<variant>.py).
+
+The address model decides each variant's cases at render time (they are literals in the
+generated test); this module runs one case:
+
+- an addressable case runs the variant's kernels on an executor (real ROCm GPU or the CPU
+  emulator) and returns the per-row moegen.harness.verdict against an fp32 reference, on
+  moegen.harness.verdict's data recipe (pre-activations of a few units, where SiLU is not linear);
+- an unaddressable case must be refused by the launcher's guard (a ValueError naming the
+  tensor and the 32-bit limit) before anything is launched.
+
+Production shapes are made affordable on a CPU the way real bugs are found: tokens are routed
+to the highest experts (largest weight offsets), weights are `torch.empty` (virtual memory)
+with only the rows the checked workgroups read filled in, and the emulator runs only those
+workgroups: the first and last N-block, for the first and last M-block of the highest expert
+and the first M-block of the lowest routed expert. Only their outputs are compared, row by
+row, so the verdict would also see a wrong row routed to any other expert.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from types import ModuleType
+
+import torch
+
+from moegen.core.address_model import TOKEN_COUNTS, BoundaryCase
+from moegen.core.vocabulary import TOKEN_BITS, TOKEN_MASK
+from moegen.harness import execute, verdict
+from moegen.runtime import reference, routing
+
+
+@dataclass(frozen=True)
+class Covered:
+    """What the checked workgroups compute: sorted rows (token, slot, expert, weight) and columns."""
+
+    rows: list[tuple[int, int, int, float]]
+    cols: torch.Tensor
+    n_blocks: tuple[int, ...]
+    m_blocks: tuple[int, ...]
+    split_k: int
+
+    @property
+    def only_wgs(self) -> list[tuple[int, int, int]]:
+        """The checked workgroups (grid x = N-block, y = M-block, z = K slice)."""
+        return [
+            (x, y, z) for x in self.n_blocks for y in self.m_blocks for z in range(self.split_k)
+        ]
+
+
+def cases(rows: list[tuple[str, int, int, int, str]], *, addressable: bool) -> list[BoundaryCase]:
+    """BoundaryCases from the (label, inter, experts, topk, tokens label) rows a test lists."""
+    return [
+        BoundaryCase(label, inter, experts, topk, tokens, TOKEN_COUNTS[tokens], addressable)
+        for label, inter, experts, topk, tokens in rows
+    ]
+
+
+def _dtypes(module: ModuleType, arch: str) -> tuple[torch.dtype, torch.dtype]:
+    return getattr(torch, module.ACT_DTYPES[arch]), getattr(torch, module.WEIGHT_DTYPES[arch])
+
+
+def _routing(case: BoundaryCase, tile_m: int, seed: int):
+    experts = [case.experts - 1 - i for i in range(case.topk)]  # the highest experts
+    topk_ids, topk_w = routing.route_to_experts(case.tokens, case.topk, experts, seed=seed)
+    return topk_ids, topk_w, routing.moe_sorting(topk_ids, topk_w, case.experts, tile_m)
+
+
+def _covered(v: dict, case: BoundaryCase, sorted_routing, n_total: int) -> Covered:
+    ids, weights, expert_ids, num_valid = sorted_routing
+    tile_m = v["tile_m"]
+    valid_blocks = int(num_valid[0]) // tile_m
+    eids = expert_ids[:valid_blocks].tolist()
+    top, low = max(eids), min(eids)
+    top_blocks = [b for b, e in enumerate(eids) if e == top]
+    m_blocks = tuple(sorted({top_blocks[0], top_blocks[-1], eids.index(low)}))
+    last_n = n_total // v["tile_n"] - 1
+    n_blocks = tuple(sorted({0, last_n}))
+    cols = torch.cat([torch.arange(b * v["tile_n"], (b + 1) * v["tile_n"]) for b in n_blocks])
+    rows = []
+    for b in m_blocks:
+        for r in range(b * tile_m, (b + 1) * tile_m):
+            packed = int(ids[r])
+            token, slot = packed & TOKEN_MASK, packed >> TOKEN_BITS
+            if token < case.tokens:
+                rows.append((token, slot, eids[b], float(weights[r])))
+    return Covered(rows, cols, n_blocks, m_blocks, v["split_k"])
+
+
+def _fill(t: torch.Tensor, index: tuple, gen: torch.Generator, std: float) -> None:
+    """t[index] = N(0, std^2) samples, touching only those elements (index may be advanced)."""
+    shape = torch.empty(t.shape, device="meta")[index].shape
+    t[index] = verdict.randn(shape, gen, std).to(t.device, t.dtype)
+
+
+def _all_rows(sorted_routing, tokens: set[int]) -> list[tuple[int, int, int, float]]:
+    """Every routed (token, slot, expert, weight) row of the given tokens, in any block."""
+    ids, weights, expert_ids, num_valid = sorted_routing
+    tile_m = ids.numel() // expert_ids.numel()
+    out = []
+    for r in range(int(num_valid[0])):
+        packed = int(ids[r])
+        token = packed & TOKEN_MASK
+        if token in tokens:
+            out.append(
+                (token, packed >> TOKEN_BITS, int(expert_ids[r // tile_m]), float(weights[r]))
+            )
+    return out
+
+
+def run_case(
+    module: ModuleType,
+    case: BoundaryCase,
+    executor: str,
+    *,
+    model_dim: int,
+    arch: str,
+    seed: int = 0,
+) -> verdict.Verdict:
+    """Run an addressable case on `executor`; returns the per-row verdict of the checked
+    outputs (stage 1: each checked (token, slot) row; stage 2: each checked token row).
+
+    The emulator runs only the checked workgroups; a GPU runs the whole grid, so for stage 2
+    (whose output rows sum every slot of a token) the reference then sums all of a checked
+    token's slots, and the inputs every slot reads are filled."""
+    v = module.VARIANT
+    act, wdt = _dtypes(module, arch)
+    device = "cuda" if executor == "rocm" else "cpu"
+    gen = torch.Generator().manual_seed(seed)
+    topk_ids, topk_w, sorted_routing = _routing(case, v["tile_m"], seed)
+    E, D, inter, T, K = case.experts, model_dim, case.inter, case.tokens, case.topk
+    routed = sorted(topk_ids.unique().tolist())
+    cov = _covered(v, case, sorted_routing, inter if v["stage"] == 1 else D)
+    checked_tokens = {t for t, _, _, _ in cov.rows}
+    rows = cov.rows if executor == "emulator" else _all_rows(sorted_routing, checked_tokens)
+    on_device = tuple(t.to(device) for t in sorted_routing)
+    if v["stage"] == 1:
+        w = torch.empty(E, 2 * inter, D, dtype=wdt, device=device)  # virtual until filled
+        x = torch.empty(T, D, dtype=act, device=device)
+        _fill(x, (torch.tensor(sorted({0} | checked_tokens)),), gen, verdict.ACT_STD)
+        for e in routed:
+            _fill(w, (e, cov.cols), gen, verdict.weight_std(D))
+            _fill(w, (e, cov.cols + inter), gen, verdict.weight_std(D))
+        plan = module.prepare(x, w, *on_device, topk=K)
+        out, ambiguous = _execute(plan, executor, arch, cov)
+        got = torch.stack([out[t, s, cov.cols].float() for t, s, _, _ in cov.rows])
+        ref = []
+        for t, s, e, rw in cov.rows:
+            xf = x[t].float().cpu()
+            gate = w[e, cov.cols].float().cpu() @ xf
+            up = w[e, cov.cols + inter].float().cpu() @ xf
+            h = reference.gated(gate, up)
+            ref.append(h * rw if v["doweight"] else h)
+        keys = [verdict.RowKey(t, s, (e,)) for t, s, e, _ in cov.rows]
+        checked = {(t, s) for t, s, _, _ in cov.rows}
+        ref_rows = torch.stack(ref)
+        return _judge(got, ref_rows, keys, out.dtype, w, ambiguous, sorted_routing, v, checked)
+    w = torch.empty(E, D, inter, dtype=wdt, device=device)
+    a2 = torch.empty(T * K, inter, dtype=act, device=device)
+    a2_rows = torch.tensor(sorted({0} | {t * K + s for t, s, _, _ in rows}))
+    _fill(a2, (a2_rows,), gen, verdict.ACT_STD)
+    for e in routed:
+        _fill(w, (e, cov.cols), gen, verdict.weight_std(inter))
+    plan = module.prepare(a2, w, *on_device, topk=K)
+    out, ambiguous = _execute(plan, executor, arch, cov)
+    ref: dict[int, torch.Tensor] = {}
+    experts: dict[int, list[int]] = {}
+    for t, s, e, rw in rows:
+        contrib = (w[e, cov.cols].float().cpu() @ a2[t * K + s].float().cpu()) * rw
+        ref[t] = ref.get(t, 0) + contrib
+        experts.setdefault(t, []).append(e)
+    toks = sorted(ref)
+    got = torch.stack([out[t, cov.cols].float() for t in toks])
+    keys = [verdict.RowKey(t, None, tuple(sorted(experts[t]))) for t in toks]
+    checked = {(t, s) for t, s, _, _ in rows}
+    ref_rows = torch.stack([ref[t] for t in toks])
+    return _judge(got, ref_rows, keys, out.dtype, w, ambiguous, sorted_routing, v, checked)
+
+
+def _execute(plan, executor: str, arch: str, cov: Covered) -> tuple[torch.Tensor, list]:
+    """(result on the CPU, the emulator's ambiguous accesses; none on a GPU)."""
+    if executor == "emulator":
+        run = execute.emulate(plan, arch=arch, only_wgs=cov.only_wgs)
+        return run.result, run.ambiguous_accesses
+    return execute.run(plan, executor, arch=arch).cpu(), []
+
+
+def _judge(
+    got: torch.Tensor,
+    ref: torch.Tensor,
+    keys: list[verdict.RowKey],
+    out_dtype: torch.dtype,
+    weight: torch.Tensor,
+    ambiguous: list,
+    sorted_routing,
+    v: dict,
+    checked: set[tuple[int, int]],
+) -> verdict.Verdict:
+    """verdict.judge of the checked rows, keeping the ambiguous accesses that touch them."""
+    touching = verdict.touching(ambiguous, sorted_routing[0], v["tile_m"], checked, TOKEN_BITS)
+    return verdict.judge(
+        got,
+        ref,
+        keys,
+        out_dtype=out_dtype,
+        slab_bytes=verdict.slab_bytes(weight),
+        ambiguous=touching,
+    )
+
+
+def guard_message(module: ModuleType, case: BoundaryCase, *, model_dim: int, arch: str) -> str:
+    """Call the variant's entry point on meta tensors of the case's shape; return the guard's
+    ValueError text. AssertionError if it did not refuse (it must, before any launch)."""
+    v = module.VARIANT
+    act, wdt = _dtypes(module, arch)
+    _, _, cpu_routing = _routing(case, v["tile_m"], seed=0)
+    sorted_routing = tuple(t.to("meta") for t in cpu_routing)  # one device: only the guard speaks
+    E, D, inter, T, K = case.experts, model_dim, case.inter, case.tokens, case.topk
+    if v["stage"] == 1:
+        operands = (
+            torch.empty(T, D, dtype=act, device="meta"),
+            torch.empty(E, 2 * inter, D, dtype=wdt, device="meta"),
+        )
+        entry = module.moe_stage1
+    else:
+        operands = (
+            torch.empty(T * K, inter, dtype=act, device="meta"),
+            torch.empty(E, D, inter, dtype=wdt, device="meta"),
+        )
+        entry = module.moe_stage2
+    try:
+        entry(*operands, *sorted_routing, topk=K)
+    except ValueError as exc:
+        return str(exc)
+    raise AssertionError(f"{v['name']} accepted {case.id}, which its 32-bit offsets cannot address")

@@ -1,0 +1,239 @@
+"""The model variants.yaml becomes: a Spec and its Variants, frozen dataclasses.
+
+The spec has five top-level sections:
+
+    archs:    target architectures and what each can accumulate atomically
+    dtypes:   what a dtype IS (bits, packing, scales, torch dtype and MFMA per arch)
+    shapes:   problem shapes every variant must tile exactly (a small test shape, production)
+    defaults: values a variant entry may leave out
+    matrix:   blocks whose list-valued axes expand to a cartesian product (with `exclude:`)
+    variants: explicit single entries
+
+moegen.spec.load checks structure (known keys in every mapping at every level, names that are strings,
+types, ranges); `moegen.spec.expand` turns the matrix and the explicit entries into Variants and
+checks the combinations (and the keys of `tile:` and `exclude:` rules). Every problem is
+collected with its file:line:col and a fix, so one run reports all of them.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from moegen.backends import get_backend
+from moegen.core.vocabulary import ADDRESSING_MODES, Mfma  # noqa: F401  (part of the model)
+from moegen.spec.errors import Location
+from moegen.spec.located import LList, LMap
+
+STAGES = (1, 2)
+WEIGHT_BITS = (4, 8, 16)
+SCALE_KINDS = ("per_token", "per_channel", "per_group")
+# torch's own vocabulary of dtype names that a kernel may read or write.
+TORCH_DTYPES = {
+    "bfloat16": 16,
+    "float16": 16,
+    "float32": 32,
+    "float8_e4m3fnuz": 8,
+    "float8_e4m3fn": 8,
+    "int8": 8,
+    "uint8": 8,
+}
+# small: unit tests and `moegen verify`; production: the boundary tests' sweep.
+REQUIRED_SHAPES = ("small", "production")
+NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
+
+TOP_KEYS = ("version", "archs", "dtypes", "shapes", "defaults", "matrix", "variants")
+ARCH_KEYS = ("atomics",)
+DTYPE_KEYS = (
+    "activation",
+    "activation_bits",
+    "weight",
+    "weight_bits",
+    "packing",
+    "scales",
+    "torch_dtype",
+    "mfma",
+)
+TORCH_DTYPE_KEYS = ("activation", "weight")
+MFMA_KEYS = ("op", "k", "operand", "width")
+SHAPE_KEYS = ("experts", "model_dim", "inter", "topk")
+TILE_KEYS = ("m", "n", "k")
+# Keys a variant may carry (defaults, matrix blocks and explicit entries share them).
+VARIANT_KEYS = (
+    "dtype",
+    "addressing",
+    "stage",
+    "split_k",
+    "archs",
+    "tile",
+    "doweight",
+    "out_dtype",
+    "preferred",
+)
+AXES = ("dtype", "addressing", "stage", "split_k", "doweight", "out_dtype", "preferred")
+
+
+@dataclass(frozen=True)
+class DType:
+    """A dtype's declared properties; code reads these, never the dtype's name."""
+
+    name: str
+    activation: str
+    activation_bits: int
+    weight: str
+    weight_bits: int
+    packing: int
+    scales: tuple[str, ...]
+    act_torch: Mapping[str, str]
+    weight_torch: Mapping[str, str]
+    mfma: Mapping[str, Mfma]
+
+    @property
+    def weight_bytes(self) -> float:
+        """Bytes per logical weight element (0.5 for int4)."""
+        return self.weight_bits / 8
+
+    @property
+    def act_bytes(self) -> float:
+        return self.activation_bits / 8
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str
+    atomics: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Shape:
+    """A problem shape that every variant must tile exactly."""
+
+    name: str
+    experts: int
+    model_dim: int
+    inter: int
+    topk: int
+
+
+@dataclass(frozen=True)
+class Source:
+    """Where a variant was declared: an explicit entry, or a matrix block."""
+
+    loc: Location
+    kind: str  # "matrix" | "variant"
+    index: int
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One fully resolved kernel variant: everything a template needs."""
+
+    name: str
+    dtype: DType
+    addressing: str
+    stage: int
+    split_k: int
+    tile_m: int
+    tile_n: int
+    tile_k: int
+    archs: tuple[str, ...]
+    doweight: bool
+    out_dtype: str
+    preferred: bool
+    source: Source = field(compare=False, repr=False)
+    shapes: tuple[Shape, ...] = field(default=(), compare=False, repr=False)
+    backend: str = "flydsl"  # moegen.backends.BACKENDS; renders with that backend's templates
+
+    # --- paths: derived from the name in this one place ---------------------------------
+    @property
+    def module_relpath(self) -> str:
+        return get_backend(self.backend).module_relpath(self.name)
+
+    @property
+    def test_relpath(self) -> str:
+        return f"tests/test_{self.name}.py"
+
+    @property
+    def module_import(self) -> str:
+        return get_backend(self.backend).module_import(self.name)
+
+    def shape(self, name: str) -> Shape:
+        """One of the spec's problem shapes (`small`, `production`)."""
+        for s in self.shapes:
+            if s.name == name:
+                return s
+        raise KeyError(f"variants.yaml declares no shape {name!r} under `shapes:`")
+
+    @property
+    def boundary_cases(self) -> list:
+        """The generated boundary test's cases (moegen.core.address_model decides them)."""
+        from moegen.core.address_model import boundary_cases
+
+        prod = self.shape("production")
+        return boundary_cases(
+            self.runtime_info,
+            experts=prod.experts,
+            model_dim=prod.model_dim,
+            topk=prod.topk,
+            production_inter=prod.inter,
+        )
+
+    @property
+    def stored_dtype(self) -> str:
+        """The torch dtype the kernel's result is stored in: stage 2 accumulates in out_dtype;
+        stage 1 stores in the activation dtype (the same torch dtype on every declared arch)."""
+        if self.stage == 2:
+            return self.out_dtype
+        (act,) = {self.dtype.act_torch[arch] for arch in self.archs}
+        return act
+
+    @property
+    def params(self) -> dict[str, Any]:
+        """The resolved parameters, in a fixed order (header, `moegen list`, manifest)."""
+        return {
+            "dtype": self.dtype.name,
+            "addressing": self.addressing,
+            "stage": self.stage,
+            "split_k": self.split_k,
+            "tile": {"m": self.tile_m, "n": self.tile_n, "k": self.tile_k},
+            "archs": list(self.archs),
+            "doweight": self.doweight,
+            "out_dtype": self.stored_dtype,
+            "preferred": self.preferred,
+        }
+
+    @property
+    def runtime_info(self) -> dict[str, Any]:
+        """Plain values a generated module keeps as VARIANT (read by guards and dispatch)."""
+        return {
+            "name": self.name,
+            "stage": self.stage,
+            "dtype": self.dtype.name,
+            "addressing": self.addressing,
+            "split_k": self.split_k,
+            "tile_m": self.tile_m,
+            "tile_n": self.tile_n,
+            "tile_k": self.tile_k,
+            "doweight": self.doweight,
+            "out_dtype": self.stored_dtype,
+            "archs": list(self.archs),
+            "act_bits": self.dtype.activation_bits,
+            "weight_bits": self.dtype.weight_bits,
+            "weight_pack": self.dtype.packing,
+            "out_bits": TORCH_DTYPES[self.stored_dtype],
+            "preferred": self.preferred,
+        }
+
+
+@dataclass(frozen=True)
+class Spec:
+    path: str
+    archs: Mapping[str, Arch]
+    dtypes: Mapping[str, DType]
+    shapes: tuple[Shape, ...]
+    defaults: LMap
+    matrix: LList
+    variants: LList
+    # Declared but invalid (already reported): references to them are not reported again.
+    broken_dtypes: frozenset = frozenset()
