@@ -24,24 +24,30 @@ __all__ = ["VARIANTS", "NoAddressableVariant", "auto_stage1", "auto_stage2", "se
 #   moe_s1_bf16_per_expert_k1_t128x64x64     tile 128x64x64  tokens 513+
 #   moe_s1_bf16_per_expert_k2                tile 16x64x64   tokens 1-512
 #   moe_s1_bf16_per_expert_k2_t128x64x64     tile 128x64x64  tokens 513+
+#   moe_s2_bf16_per_expert_out_bfloat16_reduce tile 16x64x64   tokens 1+
 #   moe_s2_bf16_per_expert                   tile 16x64x64   tokens 1-512
 #   moe_s2_bf16_per_expert_t128x64x64        tile 128x64x64  tokens 513+
+#   moe_s2_bf16_per_expert_out_bfloat16      tile 16x64x64   tokens 1+
 #   moe_s1_bf16_whole_tensor_k1              tile 16x64x64   tokens 1-512
 #   moe_s1_bf16_whole_tensor_k1_t128x64x64   tile 128x64x64  tokens 513+
 #   moe_s1_bf16_whole_tensor_k2              tile 16x64x64   tokens 1-512
 #   moe_s1_bf16_whole_tensor_k2_t128x64x64   tile 128x64x64  tokens 513+
+#   moe_s2_bf16_whole_tensor_out_bfloat16_reduce tile 16x64x64   tokens 1+
 #   moe_s2_bf16_whole_tensor                 tile 16x64x64   tokens 1-512
 #   moe_s2_bf16_whole_tensor_t128x64x64      tile 128x64x64  tokens 513+
+#   moe_s2_bf16_whole_tensor_out_bfloat16    tile 16x64x64   tokens 1+
 #   moe_s1_fp16_per_expert_k1                tile 16x64x64   tokens 1-512
 #   moe_s1_fp16_per_expert_k1_t128x64x64     tile 128x64x64  tokens 513+
 #   moe_s1_fp16_per_expert_k2                tile 16x64x64   tokens 1-512
 #   moe_s1_fp16_per_expert_k2_t128x64x64     tile 128x64x64  tokens 513+
+#   moe_s2_fp16_per_expert_out_float16       tile 16x64x64   tokens 1+
 #   moe_s2_fp16_per_expert                   tile 16x64x64   tokens 1-512
 #   moe_s2_fp16_per_expert_t128x64x64        tile 128x64x64  tokens 513+
 #   moe_s1_fp16_whole_tensor_k1              tile 16x64x64   tokens 1-512
 #   moe_s1_fp16_whole_tensor_k1_t128x64x64   tile 128x64x64  tokens 513+
 #   moe_s1_fp16_whole_tensor_k2              tile 16x64x64   tokens 1-512
 #   moe_s1_fp16_whole_tensor_k2_t128x64x64   tile 128x64x64  tokens 513+
+#   moe_s2_fp16_whole_tensor_out_float16     tile 16x64x64   tokens 1+
 #   moe_s2_fp16_whole_tensor                 tile 16x64x64   tokens 1-512
 #   moe_s2_fp16_whole_tensor_t128x64x64      tile 128x64x64  tokens 513+
 VARIANTS = (
@@ -55,6 +61,9 @@ VARIANTS = (
         preferred=False,
         min_tokens=1,
         max_tokens=512,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_bf16_per_expert_k1_t128x64x64",
@@ -66,6 +75,9 @@ VARIANTS = (
         preferred=False,
         min_tokens=513,
         max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_bf16_per_expert_k2",
@@ -77,6 +89,9 @@ VARIANTS = (
         preferred=False,
         min_tokens=1,
         max_tokens=512,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_bf16_per_expert_k2_t128x64x64",
@@ -88,6 +103,9 @@ VARIANTS = (
         preferred=False,
         min_tokens=513,
         max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_bf16_whole_tensor_k1",
@@ -99,6 +117,9 @@ VARIANTS = (
         preferred=True,
         min_tokens=1,
         max_tokens=512,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_bf16_whole_tensor_k1_t128x64x64",
@@ -110,6 +131,9 @@ VARIANTS = (
         preferred=True,
         min_tokens=513,
         max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_bf16_whole_tensor_k2",
@@ -121,6 +145,9 @@ VARIANTS = (
         preferred=True,
         min_tokens=1,
         max_tokens=512,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_bf16_whole_tensor_k2_t128x64x64",
@@ -132,6 +159,9 @@ VARIANTS = (
         preferred=True,
         min_tokens=513,
         max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_fp16_per_expert_k1",
@@ -143,6 +173,9 @@ VARIANTS = (
         preferred=False,
         min_tokens=1,
         max_tokens=512,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_fp16_per_expert_k1_t128x64x64",
@@ -154,6 +187,9 @@ VARIANTS = (
         preferred=False,
         min_tokens=513,
         max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_fp16_per_expert_k2",
@@ -165,6 +201,9 @@ VARIANTS = (
         preferred=False,
         min_tokens=1,
         max_tokens=512,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_fp16_per_expert_k2_t128x64x64",
@@ -176,6 +215,9 @@ VARIANTS = (
         preferred=False,
         min_tokens=513,
         max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_fp16_whole_tensor_k1",
@@ -187,6 +229,9 @@ VARIANTS = (
         preferred=True,
         min_tokens=1,
         max_tokens=512,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_fp16_whole_tensor_k1_t128x64x64",
@@ -198,6 +243,9 @@ VARIANTS = (
         preferred=True,
         min_tokens=513,
         max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_fp16_whole_tensor_k2",
@@ -209,6 +257,9 @@ VARIANTS = (
         preferred=True,
         min_tokens=1,
         max_tokens=512,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_fp16_whole_tensor_k2_t128x64x64",
@@ -220,6 +271,9 @@ VARIANTS = (
         preferred=True,
         min_tokens=513,
         max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s2_bf16_per_expert",
@@ -231,6 +285,37 @@ VARIANTS = (
         preferred=False,
         min_tokens=1,
         max_tokens=512,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s2_bf16_per_expert_out_bfloat16",
+        module="generated.flydsl.moe_s2_bf16_per_expert_out_bfloat16",
+        dtype="bf16",
+        stage=2,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx950",),
+    ),
+    RegisteredVariant(
+        name="moe_s2_bf16_per_expert_out_bfloat16_reduce",
+        module="generated.flydsl.moe_s2_bf16_per_expert_out_bfloat16_reduce",
+        dtype="bf16",
+        stage=2,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="reduce",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s2_bf16_per_expert_t128x64x64",
@@ -242,6 +327,9 @@ VARIANTS = (
         preferred=False,
         min_tokens=513,
         max_tokens=None,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s2_bf16_whole_tensor",
@@ -253,6 +341,37 @@ VARIANTS = (
         preferred=True,
         min_tokens=1,
         max_tokens=512,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s2_bf16_whole_tensor_out_bfloat16",
+        module="generated.flydsl.moe_s2_bf16_whole_tensor_out_bfloat16",
+        dtype="bf16",
+        stage=2,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx950",),
+    ),
+    RegisteredVariant(
+        name="moe_s2_bf16_whole_tensor_out_bfloat16_reduce",
+        module="generated.flydsl.moe_s2_bf16_whole_tensor_out_bfloat16_reduce",
+        dtype="bf16",
+        stage=2,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="reduce",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s2_bf16_whole_tensor_t128x64x64",
@@ -264,6 +383,9 @@ VARIANTS = (
         preferred=True,
         min_tokens=513,
         max_tokens=None,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s2_fp16_per_expert",
@@ -275,6 +397,23 @@ VARIANTS = (
         preferred=False,
         min_tokens=1,
         max_tokens=512,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s2_fp16_per_expert_out_float16",
+        module="generated.flydsl.moe_s2_fp16_per_expert_out_float16",
+        dtype="fp16",
+        stage=2,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s2_fp16_per_expert_t128x64x64",
@@ -286,6 +425,9 @@ VARIANTS = (
         preferred=False,
         min_tokens=513,
         max_tokens=None,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s2_fp16_whole_tensor",
@@ -297,6 +439,23 @@ VARIANTS = (
         preferred=True,
         min_tokens=1,
         max_tokens=512,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s2_fp16_whole_tensor_out_float16",
+        module="generated.flydsl.moe_s2_fp16_whole_tensor_out_float16",
+        dtype="fp16",
+        stage=2,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s2_fp16_whole_tensor_t128x64x64",
@@ -308,6 +467,9 @@ VARIANTS = (
         preferred=True,
         min_tokens=513,
         max_tokens=None,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
 )
 
@@ -323,7 +485,11 @@ def auto_stage1(dtype: str, x, w1, *, topk: int, split_k: int = 1) -> ModuleType
     return select_variant(dtype, 1, split_k, **problem).load()
 
 
-def auto_stage2(dtype: str, a2, w2, *, topk: int) -> ModuleType:
-    """The stage-2 kernel module for a2 [tokens * topk, inter] and w2 [E, model_dim, inter]."""
+def auto_stage2(
+    dtype: str, a2, w2, *, topk: int, out_dtype: str = "float32", arch: str | None = None
+) -> ModuleType:
+    """The stage-2 kernel module for a2 [tokens * topk, inter] and w2 [E, model_dim, inter],
+    storing out_dtype (float32 / float16 / bfloat16) and, when arch is given, compiled for it
+    (a 16-bit output uses packed atomics where the arch has them, else reduce mode)."""
     problem = problem_of(2, a2.shape, w2.shape, topk)
-    return select_variant(dtype, 2, 1, **problem).load()
+    return select_variant(dtype, 2, 1, out_dtype=out_dtype, arch=arch, **problem).load()

@@ -79,6 +79,7 @@ def _regimes(stage: int, split_k: int, addressing: str) -> list:
         e
         for e in generated.VARIANTS
         if (e.dtype, e.stage, e.split_k, e.addressing) == ("bf16", stage, split_k, addressing)
+        and (stage == 1 or (e.out_dtype, e.accumulate) == ("float32", "atomic"))
     ]
     return sorted(fam, key=lambda e: e.min_tokens)
 
@@ -138,3 +139,37 @@ def test_a_family_without_an_open_tile_is_refused_by_dispatch():
     ]
     with pytest.raises(NoAddressableVariant, match="no tile of the variants .* serves 65 tokens"):
         select(only_decode, dtype="bf16", stage=1, experts=4, model_dim=256, inter=128, tokens=65, topk=2)
+
+
+# --- stage 2's 16-bit outputs -------------------------------------------------------------
+
+
+def test_stage2_defaults_to_float32_output():
+    kernel = generated.auto_stage2("bf16", meta(64, 384), meta(128, 6144, 384), topk=4)
+    assert kernel.VARIANT["out_dtype"] == "float32" and kernel.VARIANT["accumulate"] == "atomic"
+
+
+@pytest.mark.parametrize(
+    "dtype,out_dtype,arch,accumulate",
+    [
+        ("fp16", "float16", "gfx942", "atomic"),  # pk_add_f16 on both archs
+        ("fp16", "float16", "gfx950", "atomic"),
+        ("bf16", "bfloat16", "gfx950", "atomic"),  # pk_add_bf16 exists on gfx950 only
+        ("bf16", "bfloat16", "gfx942", "reduce"),  # ... so gfx942 stores per slot and sums
+    ],
+)
+def test_16_bit_output_uses_packed_atomics_where_the_arch_has_them(dtype, out_dtype, arch, accumulate):
+    e = generated.select_variant(
+        dtype, 2, 1, out_dtype=out_dtype, arch=arch,
+        experts=128, model_dim=6144, inter=3072, tokens=16, topk=4,
+    )
+    assert (e.out_dtype, e.accumulate) == (out_dtype, accumulate)
+    assert e.addressing == "per_expert"  # the 9 GiB weight
+    assert arch in e.load().VARIANT["archs"]
+
+
+def test_undeclared_output_dtype_is_refused_with_what_is_asked():
+    with pytest.raises(NoAddressableVariant, match="out_dtype=float16"):
+        generated.select_variant(
+            "bf16", 2, 1, out_dtype="float16", experts=4, model_dim=256, inter=128, tokens=8, topk=2
+        )

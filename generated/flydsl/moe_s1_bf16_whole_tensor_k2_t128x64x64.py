@@ -63,6 +63,7 @@ VARIANT = {
     "weight_bits": 16,
     "weight_pack": 1,
     "out_bits": 16,
+    "accumulate": "atomic",
     "preferred": True,
 }
 # torch dtypes the declared archs expect (fp8 flavours differ per arch; bf16/fp16 do not).

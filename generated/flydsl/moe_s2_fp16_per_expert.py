@@ -11,6 +11,7 @@
 #   archs       ["gfx942", "gfx950"]
 #   doweight    true
 #   out_dtype   "float32"
+#   accumulate  "atomic"
 #   preferred   false
 """MoE stage 2: down projection of each routed row, weighted and summed over its topk slots.
 
@@ -60,6 +61,7 @@ VARIANT = {
     "weight_bits": 16,
     "weight_pack": 1,
     "out_bits": 32,
+    "accumulate": "atomic",
     "preferred": False,
 }
 # torch dtypes the declared archs expect (fp8 flavours differ per arch; bf16/fp16 do not).

@@ -87,8 +87,8 @@ def test_boundary(case, executor, record_property):
 
 def _per_expert_twin() -> str:
     """The variant the guard must point to: the registry's per_expert variant of this dtype,
-    stage, split-K and tile (a guard naming a variant that is not declared fails here)."""
-    same = ("dtype", "stage", "split_k", "tile_m", "tile_n", "tile_k")
+    stage, split-K, tile and output (a guard naming a variant that is not declared fails here)."""
+    same = ("dtype", "stage", "split_k", "tile_m", "tile_n", "tile_k", "out_dtype", "accumulate")
     (twin,) = [
         r.name
         for r in VARIANTS

@@ -11,6 +11,7 @@
 #   archs       ["gfx942", "gfx950"]
 #   doweight    true
 #   out_dtype   "float32"
+#   accumulate  "atomic"
 #   preferred   false
 """Boundary test of moe_s2_fp16_per_expert: its shapes swept across the 4 GiB line.
 

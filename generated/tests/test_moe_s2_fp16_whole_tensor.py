@@ -11,6 +11,7 @@
 #   archs       ["gfx942", "gfx950"]
 #   doweight    true
 #   out_dtype   "float32"
+#   accumulate  "atomic"
 #   preferred   true
 """Boundary test of moe_s2_fp16_whole_tensor: its shapes swept across the 4 GiB line.
 
@@ -87,8 +88,8 @@ def test_boundary(case, executor, record_property):
 
 def _per_expert_twin() -> str:
     """The variant the guard must point to: the registry's per_expert variant of this dtype,
-    stage, split-K and tile (a guard naming a variant that is not declared fails here)."""
-    same = ("dtype", "stage", "split_k", "tile_m", "tile_n", "tile_k")
+    stage, split-K, tile and output (a guard naming a variant that is not declared fails here)."""
+    same = ("dtype", "stage", "split_k", "tile_m", "tile_n", "tile_k", "out_dtype", "accumulate")
     (twin,) = [
         r.name
         for r in VARIANTS

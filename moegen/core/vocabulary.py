@@ -28,6 +28,13 @@ ADDRESSING_MODES = ("whole_tensor", "per_expert")
 """How a kernel reaches the expert weights: one buffer resource over the whole tensor, or one
 rebased to each expert in 64-bit arithmetic."""
 
+ACCUMULATE_MODES = ("atomic", "reduce")
+"""How stage 2 sums a token's topk slot contributions: `atomic` adds each into the zeroed output
+with a hardware atomic of the output dtype (float32: buffer_atomic_add_f32; float16/bfloat16:
+buffer_atomic_pk_add_f16/_bf16, two columns per instruction); `reduce` stores each slot's row with
+plain stores and a host step sums the topk rows (upstream's reduce mode, for an output dtype the
+arch has no atomic for)."""
+
 # ---- sizes -----------------------------------------------------------------------------------
 GIB = 2**30
 

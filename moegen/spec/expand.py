@@ -28,6 +28,7 @@ from moegen.spec.errors import Location, SpecError
 from moegen.spec.load import load_spec, raise_if
 from moegen.spec.located import LList, LMap
 from moegen.spec.model import (
+    ACCUMULATE_MODES,
     ADDRESSING_MODES,
     AXES,
     STAGES,
@@ -45,6 +46,7 @@ BUILTIN_DEFAULTS = {
     "tile": None,
     "doweight": False,
     "out_dtype": "float32",
+    "accumulate": "atomic",
     "preferred": False,
 }
 
@@ -60,12 +62,14 @@ def variant_name(
     out_dtype: str,
     default_tile: tuple[int, int, int] | None,
     default_out: str,
+    accumulate: str = "atomic",
 ) -> str:
     """A readable identifier that is a pure function of the variant's parameters.
 
     Parameters equal to the spec's defaults are left out, so the common case reads
     `moe_s1_bf16_per_expert_k2`; a non-default tile adds `_t32x128x64`, a stage-1 routing-weight
-    multiply `_w`, a non-default stage-2 output dtype `_out_bfloat16`.
+    multiply `_w`, a non-default stage-2 output dtype `_out_bfloat16`, stage 2's reduce mode
+    `_reduce`.
     """
     parts = [f"moe_s{stage}", dtype, addressing]
     if stage == 1:
@@ -76,6 +80,8 @@ def variant_name(
         parts.append("w")
     if stage == 2 and out_dtype != default_out:
         parts.append(f"out_{out_dtype}")
+    if stage == 2 and accumulate != "atomic":
+        parts.append(accumulate)
     return "_".join(parts)
 
 
@@ -139,6 +145,8 @@ class _Expander:
             return expect_bool(value, loc, key, errs)
         if key == "out_dtype":
             return expect_choice(value, tuple(TORCH_DTYPES), loc, "out_dtype", errs)
+        if key == "accumulate":
+            return expect_choice(value, ACCUMULATE_MODES, loc, "accumulate", errs)
         if key == "archs":
             if not isinstance(value, LList) or not value:
                 self.error(
@@ -264,14 +272,23 @@ class _Expander:
                 ok = False
             doweight = True
         out_dtype = merged["out_dtype"]
-        if stage == 2:
+        accumulate = merged["accumulate"]
+        if stage == 1 and accumulate != "atomic":
+            where = declared.at("accumulate") if "accumulate" in declared else loc
+            self.error(
+                where,
+                f"accumulate: {accumulate} with stage 1: only stage 2 sums topk slots",
+                "set accumulate only on stage-2 variants",
+            )
+            ok = False
+        if stage == 2 and accumulate == "atomic":
             for arch in merged["archs"]:
                 if out_dtype not in spec.archs[arch].atomics:
                     self.error(
                         loc,
                         f"stage-2 out_dtype {out_dtype} has no atomic add on {arch} "
                         f"(archs.{arch}.atomics: {', '.join(spec.archs[arch].atomics)})",
-                        "use out_dtype: float32, or drop the arch",
+                        "use out_dtype: float32, or accumulate: reduce (plain stores and a topk sum), or drop the arch",
                     )
                     ok = False
         if not ok:
@@ -286,6 +303,7 @@ class _Expander:
             out_dtype=out_dtype,
             default_tile=defaults["tile"],
             default_out=defaults["out_dtype"],
+            accumulate=accumulate,
         )
         v = Variant(
             name=name,
@@ -303,6 +321,7 @@ class _Expander:
             source=src,
             shapes=spec.shapes,
             max_tokens=max_tokens,
+            accumulate=accumulate,
         )
         for problem in get_backend(v.backend).check_tiles(v):
             self.error(loc, f"{name}: {problem}", "change the tile in variants.yaml")

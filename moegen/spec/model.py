@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from moegen.backends import get_backend
-from moegen.core.vocabulary import ADDRESSING_MODES, Mfma  # noqa: F401  (part of the model)
+from moegen.core.vocabulary import ACCUMULATE_MODES, ADDRESSING_MODES, Mfma  # noqa: F401  (part of the model)
 from moegen.spec.errors import Location
 from moegen.spec.located import LList, LMap
 
@@ -71,9 +71,19 @@ VARIANT_KEYS = (
     "tile",
     "doweight",
     "out_dtype",
+    "accumulate",
     "preferred",
 )
-AXES = ("dtype", "addressing", "stage", "split_k", "doweight", "out_dtype", "preferred")
+AXES = (
+    "dtype",
+    "addressing",
+    "stage",
+    "split_k",
+    "doweight",
+    "out_dtype",
+    "accumulate",
+    "preferred",
+)
 
 
 @dataclass(frozen=True)
@@ -151,6 +161,8 @@ class Variant:
     # other tiles of the same family (the variants that differ only in their tile).
     min_tokens: int = 1
     max_tokens: int | None = None
+    # Stage 2: how the topk slots of a token meet (moegen.core.vocabulary.ACCUMULATE_MODES).
+    accumulate: str = "atomic"
 
     # --- paths: derived from the name in this one place ---------------------------------
     @property
@@ -208,6 +220,7 @@ class Variant:
             "archs": list(self.archs),
             "doweight": self.doweight,
             "out_dtype": self.stored_dtype,
+            **({"accumulate": self.accumulate} if self.stage == 2 else {}),
             "preferred": self.preferred,
         }
 
@@ -231,6 +244,7 @@ class Variant:
             self.archs,
             self.doweight,
             self.out_dtype,
+            self.accumulate,
             self.preferred,
         )
 
@@ -260,6 +274,7 @@ class Variant:
             "weight_bits": self.dtype.weight_bits,
             "weight_pack": self.dtype.packing,
             "out_bits": TORCH_DTYPES[self.stored_dtype],
+            "accumulate": self.accumulate,
             "preferred": self.preferred,
         }
 

@@ -12,7 +12,9 @@ from moegen.core.vocabulary import ADDRESSING_MODES
 MFMA_ROWS = 16  # every template MFMA is 16x16xK
 WAVES = 4  # 256-thread workgroups
 WAVE_COLUMNS = 16  # each wave's N slice is a multiple of one MFMA's 16 columns
-SUPPORTED_OUT_DTYPES = ("float32",)  # stage 2 accumulates with buffer atomic fadd f32
+# Stage 2's outputs: float32 through buffer atomic fadd f32; float16 / bfloat16 through packed
+# atomics (an LDS-staged epilogue) or, in reduce mode, through plain per-slot stores.
+SUPPORTED_OUT_DTYPES = ("float32", "float16", "bfloat16")
 
 
 def check_tiles(v: Any) -> list[str]:
@@ -51,7 +53,7 @@ def check_tiles(v: Any) -> list[str]:
         problems.append("split-K (split_k >= 2) exists for stage 1 only")
     if v.stage == 2 and v.out_dtype not in SUPPORTED_OUT_DTYPES:
         problems.append(
-            f"stage-2 out_dtype {v.out_dtype!r} needs packed 16-bit atomics, which the template does not "
-            f"implement; use one of {list(SUPPORTED_OUT_DTYPES)}"
+            f"stage-2 out_dtype {v.out_dtype!r} is not one the template can store; "
+            f"use one of {list(SUPPORTED_OUT_DTYPES)}"
         )
     return problems
