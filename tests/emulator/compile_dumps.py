@@ -60,6 +60,7 @@ def specs(arch: str) -> dict:
     for signed in (False, True):
         name = "grid_signed" if signed else "grid_unsigned"
         out[name] = ("launch_grid_div", lambda s=signed: (i32(64), 1, 1, s))
+    out["grid_shape"] = ("launch_grid_shape", lambda: (i32(64), 1))
     if arch == "gfx950":
         out["atomics_pk_bf16"] = ("launch_atomics", lambda: (i32(2), i32(64), "bf16"))
     kstep = 32 if arch == "gfx950" else 16

@@ -218,3 +218,13 @@ def launch_grid_div(
 ):
     gx, gy = _grid(n, d, signed)
     grid_mark(Out).launch(grid=(gx, gy, 1), block=(WAVE, 1, 1), stream=stream)
+
+
+@flyc.jit
+def launch_grid_shape(Out: fx.Tensor, d: fx.Int32, stream: fx.Stream = fx.Stream(None)):
+    """grid = (ceil(Out.shape[0] / (64 d)), 1): a launch dimension from a tensor's runtime shape
+    (llvm.extractvalue of the layout struct)."""
+    n = fx.size(Out.shape).unpack()
+    grid_mark(Out).launch(
+        grid=((n + 64 * d - 1) // (64 * d), 1, 1), block=(WAVE, 1, 1), stream=stream
+    )

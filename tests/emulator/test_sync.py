@@ -156,8 +156,10 @@ def test_cache_policy_bits(aux, ok):
     if ok:
         assert check_cache_policy(op, rt) == aux
     else:
-        with pytest.raises(EmulatorError, match=r"aux \(cache policy\) 0x[48] .* k.py:1|k.py:1"):
+        with pytest.raises(EmulatorError) as e:
             check_cache_policy(op, rt)
+        assert str(e.value).startswith("rocdl.raw.ptr.buffer.load @ k.py:1: buffer op aux")
+        assert f"bits 0x{aux:x} the emulator does not model" in str(e.value)
 
 
 # ---- grid arithmetic in the host launcher ---------------------------------------------------
@@ -192,6 +194,16 @@ def test_grid_division_signedness(dumps, arch):
         0,
         1,
     )
+
+
+@pytest.mark.parametrize("size,d,gx", [(256, 1, 4), (256, 2, 2), (200, 1, 4), (192, 1, 3)])
+def test_grid_from_tensor_shape(dumps, arch, size, d, gx):
+    """grid x = ceil(Out.shape[0] / (64 d)), read from the tensor's layout struct
+    (llvm.extractvalue) in the launcher."""
+    out = torch.zeros(size, dtype=torch.int32)
+    grid, _ = emu(dumps, arch, "grid_shape").launch("grid_mark_0", [out, d])
+    assert grid == (gx, 1, 1)
+    assert out[:gx].tolist() == list(range(1, gx + 1)) and not out[gx:].any()
 
 
 @pytest.mark.parametrize(
@@ -232,13 +244,14 @@ module {
     %q = llvm.udiv %n, %c : i32
     %l = llvm.load %p : !llvm.ptr -> i32
     %r = llvm.urem %n, %l : i32
+    %e = llvm.udiv exact %n, %c : i32
     llvm.return
   }
 }
 """
 
 
-def test_host_evaluator_evaluates_arithmetic_and_names_what_it_cannot():
+def test_host_evaluator_evaluates_arithmetic_and_refuses_what_it_cannot():
     import numpy as np
 
     m = Module(HOST_MLIR)
@@ -252,3 +265,10 @@ def test_host_evaluator_evaluates_arithmetic_and_names_what_it_cannot():
         assert int(ev(ops[1].results[0])) == 0xFFFFFFF0 // 7  # unsigned, not -16 / 7
         with pytest.raises(EmulatorError, match="launch operand computed by llvm.load"):
             ev(ops[3].results[0])
+        # 0xFFFFFFF0 = 7 * 613566754 + 2: `udiv exact` with a remainder is poison
+        with pytest.raises(
+            ExecError, match="host launcher host: .*exact division with a remainder"
+        ):
+            ev(ops[4].results[0])
+        ev7 = HostEvaluator("host", {n: np.array(7 * 1000, np.uint32)}, location, attributes)
+        assert int(ev7(ops[4].results[0])) == 1000
