@@ -1,8 +1,10 @@
-"""Compile the test kernels of kernels.py for one arch and keep their final LLVM-dialect MLIR.
+"""Compile the test kernels of kernels.py and kernels_sync.py for one arch and keep their final
+LLVM-dialect MLIR.
 
 Run as a script (an LLVM fatal error aborts the interpreter, so callers isolate it in a
 subprocess): ``python compile_dumps.py ARCH OUT_DIR``. Each specialization (see SPECS) lands in
-``OUT_DIR/<spec>.mlir``. The caller passes moegen.backends.flydsl.toolchain.compile_env(ARCH) as the environment."""
+``OUT_DIR/<spec>.mlir`` (and its ISA in ``OUT_DIR/<spec>.s``). The caller passes moegen.backends.flydsl.toolchain.compile_env(ARCH) as the environment.
+"""
 
 import glob
 import os
@@ -34,7 +36,7 @@ def specs(arch: str) -> dict:
         "ballot_partial": ("launch_cross_lane", lambda: (i32(128), "partial")),
         "unknown_ops": ("launch_cross_lane", lambda: (i32(64), "unknown")),
     }
-    for variant in ("static", "race", "dynamic"):
+    for variant in ("static", "race", "raw_barrier", "dynamic"):
         out[f"lds_{variant}"] = ("launch_lds", lambda v=variant: (i32(512), 0, v))
     from kernels import MFMA_SHAPES
 
@@ -46,6 +48,19 @@ def specs(arch: str) -> dict:
             "launch_mfma",
             lambda s=shape: (i32(1), i32(1), i32(1), i32(1), s),
         )
+    from kernels_sync import FENCE_VARIANTS, PIPELINE_VARIANTS
+
+    for variant in FENCE_VARIANTS:
+        out[f"fence_{variant}"] = ("launch_lds_fenced", lambda v=variant: (i32(256), v))
+    for variant in PIPELINE_VARIANTS:
+        out[f"pipeline_{variant}"] = (
+            "launch_pipeline",
+            lambda v=variant: (i32(1024), i32(1024), 1, v),
+        )
+    for signed in (False, True):
+        name = "grid_signed" if signed else "grid_unsigned"
+        out[name] = ("launch_grid_div", lambda s=signed: (i32(64), 1, 1, s))
+    out["grid_shape"] = ("launch_grid_shape", lambda: (i32(64), 1))
     if arch == "gfx950":
         out["atomics_pk_bf16"] = ("launch_atomics", lambda: (i32(2), i32(64), "bf16"))
     kstep = 32 if arch == "gfx950" else 16
@@ -67,18 +82,23 @@ def specs(arch: str) -> dict:
 
 
 def main(arch: str, out_dir: str) -> None:
-    os.environ["FLYDSL_DUMP_IR"] = "1"  # the caller's env is moegen.backends.flydsl.toolchain.compile_env(arch)
+    os.environ["FLYDSL_DUMP_IR"] = (
+        "1"  # the caller's env is moegen.backends.flydsl.toolchain.compile_env(arch)
+    )
     sys.path.insert(0, str(Path(__file__).parent))
     import kernels
+    import kernels_sync
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, (launcher, args) in specs(arch).items():
         work = out / f"_{name}"
         os.environ["FLYDSL_DUMP_DIR"] = str(work)  # read by FlyDSL at every compile
-        getattr(kernels, launcher)(*args())
+        (getattr(kernels, launcher, None) or getattr(kernels_sync, launcher))(*args())
         (dump,) = glob.glob(str(work / "*" / "*_reconcile_unrealized_casts.mlir"))
         shutil.copy(dump, out / f"{name}.mlir")
+        (isa,) = glob.glob(str(work / "*" / "*_final_isa.s"))
+        shutil.copy(isa, out / f"{name}.s")
         shutil.rmtree(work)
 
 

@@ -205,6 +205,30 @@ BUGS: tuple[Bug, ...] = (
         ("tests/emulator/test_hw_rules.py",),
         "a V# flags word the emulator does not model accepted silently",
     ),
+    Bug(
+        "emulator_fence_scope_ignored",
+        "moegen/emulator/ops/sync.py",
+        "    return acquire, release, scope in CROSS_WAVE_SCOPES\n",
+        "    return acquire, release, True\n",
+        ("tests/emulator/test_sync.py", "-k", "gfx942 and fence"),
+        "a wavefront-scope fence taken to order the waves of a workgroup",
+    ),
+    Bug(
+        "emulator_lds_write_after_read_unchecked",
+        "moegen/emulator/lds.py",
+        "            bad &= rs > 0\n",
+        "            bad &= rs < 0\n",
+        ("tests/emulator/test_sync.py", "-k", "gfx942 and missing_barrier"),
+        "an LDS race check blind to a store over bytes another wave has not finished reading",
+    ),
+    Bug(
+        "emulator_udiv_read_as_signed",
+        "moegen/emulator/ops/integer.py",
+        "            a, b = np.asarray(a).astype(np.uint64), np.asarray(b).astype(np.uint64)\n",
+        "            a, b = signed(a).astype(np.int64), signed(b).astype(np.int64)\n",
+        ("tests/emulator/test_sync.py", "-k", "gfx942 and grid"),
+        "unsigned division of a launcher's grid arithmetic evaluated as signed",
+    ),
     # ---- references, verdicts and the address model ----------------------------------------
     Bug(
         "reference_gelu_for_silu",
