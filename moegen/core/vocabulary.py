@@ -28,6 +28,10 @@ ADDRESSING_MODES = ("whole_tensor", "per_expert")
 """How a kernel reaches the expert weights: one buffer resource over the whole tensor, or one
 rebased to each expert in 64-bit arithmetic."""
 
+WEIGHT_LAYOUTS = ("preshuffle_16x16",)
+"""How expert weights are stored: preshuffle_16x16 is aiter's shuffle_weight(w, (16, 16)), 16-row
+x 16-byte groups (moegen.runtime.preshuffle), the layout upstream's kernels consume."""
+
 # ---- sizes -----------------------------------------------------------------------------------
 GIB = 2**30
 

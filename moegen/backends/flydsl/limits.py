@@ -13,6 +13,18 @@ MFMA_ROWS = 16  # every template MFMA is 16x16xK
 WAVES = 4  # 256-thread workgroups
 WAVE_COLUMNS = 16  # each wave's N slice is a multiple of one MFMA's 16 columns
 SUPPORTED_OUT_DTYPES = ("float32",)  # stage 2 accumulates with buffer atomic fadd f32
+# The preshuffled weight layout (moegen.runtime.preshuffle): 16-row x K_BLOCK blocks read
+# with one 16-byte load per lane; the activation tile is staged in LDS with the same K order.
+K_BLOCK = 32
+LANE_LOAD_BYTES = 16
+OPERAND_BITS = 16  # activations and weights: 16-bit (bf16, f16) only, for now
+LDS_BYTES = 64 * 1024  # per workgroup on gfx942 (gfx950 has more; the smaller one rules)
+MIN_STAGING_BYTES = 8  # each thread copies at least 8 bytes of the activation tile
+
+
+def lds_bytes(v: Any) -> int:
+    """LDS a variant's kernel allocates: the activation tile, double-buffered."""
+    return 2 * v.tile_m * v.tile_k * v.dtype.activation_bits // 8
 
 
 def check_tiles(v: Any) -> list[str]:
@@ -41,10 +53,39 @@ def check_tiles(v: Any) -> list[str]:
             problems.append(
                 f"{arch} MFMA {mfma.op}: width {mfma.width} must be k/4 (4 lane groups share k={mfma.k})"
             )
-        if mfma.width * v.dtype.weight_bits % 32:
+        if mfma.width * v.dtype.weight_bits % 32 or (LANE_LOAD_BYTES * 8) % (
+            mfma.width * v.dtype.weight_bits
+        ):
             problems.append(
-                f"{arch} MFMA {mfma.op}: a lane's {mfma.width} operands must fill whole dwords"
+                f"{arch} MFMA {mfma.op}: a lane's {mfma.width} operands must fill whole dwords "
+                f"and split a {LANE_LOAD_BYTES}-byte load evenly"
             )
+    if v.dtype.weight_bits != OPERAND_BITS or v.dtype.activation_bits != OPERAND_BITS:
+        problems.append(
+            f"the preshuffled K loop handles {OPERAND_BITS}-bit activations and weights only "
+            f"(this dtype: {v.dtype.activation_bits}-bit activations, {v.dtype.weight_bits}-bit weights)"
+        )
+    if v.tile_k <= 0 or v.tile_k % K_BLOCK:
+        problems.append(
+            f"tile_k={v.tile_k} must be a positive multiple of {K_BLOCK} (the preshuffled K block)"
+        )
+    row_bytes = v.tile_k * v.dtype.activation_bits // 8
+    if row_bytes < 8 * LANE_LOAD_BYTES:
+        problems.append(
+            f"tile_k={v.tile_k}: an LDS activation row of {row_bytes} bytes is under the "
+            f"{8 * LANE_LOAD_BYTES} bytes the (row % 8) swizzle needs; use tile_k >= 64"
+        )
+    staged = v.tile_m * row_bytes
+    if staged % (WAVES * 64 * MIN_STAGING_BYTES):
+        problems.append(
+            f"tile {v.tile_m}x{v.tile_k}: the {staged}-byte activation tile does not split into "
+            f"{MIN_STAGING_BYTES}-byte chunks over {WAVES * 64} threads"
+        )
+    if lds_bytes(v) > LDS_BYTES:
+        problems.append(
+            f"tile {v.tile_m}x{v.tile_k}: the double-buffered activation tile needs "
+            f"{lds_bytes(v)} bytes of LDS, over {LDS_BYTES}; use a smaller tile_m or tile_k"
+        )
     if v.split_k < 1:
         problems.append(f"split_k={v.split_k} must be >= 1")
     if v.stage == 2 and v.split_k != 1:
