@@ -13,7 +13,8 @@ from .errors import EmulatorError
 from .execution import WAVE, Batch, Runtime
 from .frontend import Kernel, Module
 from .abi import host_values
-from .memory import Lds, Memory
+from .lds import Lds
+from .memory import Memory
 from .ops.integer import const_value
 from .types import parse_type
 
@@ -28,7 +29,8 @@ class Emulator:
     check_overflow: report, per op (source line), i32 add/sub/mul results that leave the signed
         range ("signed-overflow") and i32 add/sub/mul/shl results that compute a buffer offset
         and leave [0, 2^32) ("unsigned-wrap"): `.overflow_report`, summarized in `.overflows`.
-    race_check: report LDS bytes touched by two waves between barriers (LdsRace).
+    race_check: raise LdsRace when two waves touch one LDS byte (one of them writing) without a
+        release fence + s_barrier + acquire fence between them (lds.py).
     Memory touched by kernels must be registered: `launch` registers its tensor arguments;
     with `launch_raw` use `.mem.add_tensor`.
     `.ambiguous_accesses` accumulates, over launches, every buffer access lane whose result
@@ -175,7 +177,11 @@ class Emulator:
         for s in range(0, len(wgs), per_batch):
             part = wgs[s : s + per_batch]
             batch = Batch(
-                part, block, lanes_per_wg, nthreads, Lds(len(part), lds_bytes, self.rt.race_check)
+                part,
+                block,
+                lanes_per_wg,
+                nthreads,
+                Lds(len(part), lds_bytes, self.rt.race_check, lanes_per_wg // WAVE),
             )
             self.rt.batch = batch
             regs = [None] * k.nslots

@@ -15,7 +15,8 @@ import numpy as np
 
 from .diagnostics import AmbiguousAccess, Overflow, OverflowKind
 from .errors import EmulatorError, ExecError
-from .memory import Lds, Memory
+from .lds import Lds
+from .memory import Memory
 from .types import Ty, signed, zero_of
 
 WAVE = 64

@@ -5,8 +5,7 @@
 * Buffer resources (V#): decoded from their 4 dwords like gfx9 hardware; `buffer_addresses`
   implements the raw-buffer rule (voffset mod 2^32, soffset added without wrap, per-dword
   num_records range check that includes soffset); see the comment above `buffer_offsets`.
-* `Lds`: per-workgroup LDS byte arrays of one batch, bounds-checked, with an optional
-  shadow of the last writer wave per byte for race detection.
+(LDS: lds.py.)
 """
 
 from __future__ import annotations
@@ -17,7 +16,7 @@ from typing import Callable
 
 import numpy as np
 
-from .errors import EmulatorError, IllegalAddress, LdsRace
+from .errors import EmulatorError, IllegalAddress
 
 U32 = np.uint64(0xFFFFFFFF)
 
@@ -205,94 +204,3 @@ def buffer_addresses(r, voffset, soffset, size: int, lanes: int):
 def describe_rsrc(r) -> str:
     base, stride, nrec = decode_rsrc(r)
     return f"V#.base=0x{int(base):x} stride={int(stride)} num_records=0x{int(nrec):x} flags=0x{int(np.asarray(r)[3]):x}"
-
-
-# ---- LDS --------------------------------------------------------------------------------
-
-
-class Lds:
-    """LDS of the workgroups of one batch: bytes[nwg, size]. Addresses are 32-bit byte
-    offsets from the workgroup's LDS base. With race_check, `writer[wg, byte]` holds the wave
-    that last wrote the byte since the workgroup's last barrier (-1: none)."""
-
-    def __init__(self, nwg: int, size: int, race_check: bool) -> None:
-        self.size = size
-        self.bytes = np.zeros((nwg, size), np.uint8)
-        self.writer = np.full((nwg, size), -1, np.int16) if race_check else None
-
-    def _index(self, wg, addr, nbytes, active, what, where):
-        addr = np.asarray(addr, np.uint64).reshape(-1)
-        bad = active & (addr + np.uint64(nbytes) > np.uint64(self.size))
-        if bad.any():
-            k = int(np.nonzero(bad)[0][0])
-            raise IllegalAddress(
-                f"LDS access out of range in {what}: {int(bad.sum())} active lane(s); first: {where(k)} "
-                f"LDS addr=0x{int(addr[k]):x} size={nbytes}, workgroup LDS size = {self.size} bytes"
-            )
-        lanes = np.nonzero(active)[0]
-        cols = (addr[lanes][:, None] + np.arange(nbytes, dtype=np.uint64)).astype(np.int64)
-        rows = np.broadcast_to(np.asarray(wg)[..., None] if np.ndim(wg) else wg, (addr.size, 1))[
-            lanes
-        ]
-        return lanes, np.broadcast_to(rows, cols.shape), cols
-
-    def _race(self, kind, what, where, lane, wg, wave, other, addr):
-        raise LdsRace(
-            f"LDS race in {what}: {kind} of LDS byte 0x{addr:x} by wave {wave} of workgroup batch slot {wg} "
-            f"({where(lane)}); wave {other} wrote it since the last barrier"
-        )
-
-    def read(self, wg, wave, addr, nbytes, active, what, where) -> np.ndarray:
-        lanes, rows, cols = self._index(wg, addr, nbytes, active, what, where)
-        if self.writer is not None and lanes.size:
-            w = self.writer[rows, cols]
-            mine = np.broadcast_to(
-                np.asarray(wave)[lanes][:, None] if np.ndim(wave) else wave, w.shape
-            )
-            bad = (w >= 0) & (w != mine)
-            if bad.any():
-                i, j = np.argwhere(bad)[0]
-                self._race(
-                    "read",
-                    what,
-                    where,
-                    int(lanes[i]),
-                    int(rows[i, j]),
-                    int(mine[i, j]),
-                    int(w[i, j]),
-                    int(cols[i, j]),
-                )
-        out = np.zeros((np.asarray(addr).size, nbytes), np.uint8)
-        out[lanes] = self.bytes[rows, cols]
-        return out
-
-    def write(self, wg, wave, addr, data, active, what, where) -> None:
-        nbytes = data.shape[-1]
-        lanes, rows, cols = self._index(wg, addr, nbytes, active, what, where)
-        if self.writer is not None and lanes.size:
-            mine = np.broadcast_to(
-                np.asarray(wave)[lanes][:, None] if np.ndim(wave) else wave, cols.shape
-            ).astype(np.int16)
-            w = self.writer[rows, cols]
-            bad = (w >= 0) & (w != mine)
-            self.writer[rows, cols] = mine
-            bad |= self.writer[rows, cols] != mine  # two waves wrote one byte in this op
-            if bad.any():
-                i, j = np.argwhere(bad)[0]
-                other = int(w[i, j]) if w[i, j] >= 0 else int(self.writer[rows[i, j], cols[i, j]])
-                self._race(
-                    "write",
-                    what,
-                    where,
-                    int(lanes[i]),
-                    int(rows[i, j]),
-                    int(mine[i, j]),
-                    other,
-                    int(cols[i, j]),
-                )
-        self.bytes[rows, cols] = data[lanes]
-
-    def barrier(self, wgs: np.ndarray) -> None:
-        """A new barrier epoch for the workgroups (batch slots) `wgs`."""
-        if self.writer is not None:
-            self.writer[wgs] = -1

@@ -2,7 +2,8 @@
 
 Run as a script (an LLVM fatal error aborts the interpreter, so callers isolate it in a
 subprocess): ``python compile_dumps.py ARCH OUT_DIR``. Each specialization (see SPECS) lands in
-``OUT_DIR/<spec>.mlir``. The caller passes moegen.backends.flydsl.toolchain.compile_env(ARCH) as the environment."""
+``OUT_DIR/<spec>.mlir`` (and its ISA in ``OUT_DIR/<spec>.s``). The caller passes moegen.backends.flydsl.toolchain.compile_env(ARCH) as the environment.
+"""
 
 import glob
 import os
@@ -34,7 +35,7 @@ def specs(arch: str) -> dict:
         "ballot_partial": ("launch_cross_lane", lambda: (i32(128), "partial")),
         "unknown_ops": ("launch_cross_lane", lambda: (i32(64), "unknown")),
     }
-    for variant in ("static", "race", "dynamic"):
+    for variant in ("static", "race", "raw_barrier", "dynamic"):
         out[f"lds_{variant}"] = ("launch_lds", lambda v=variant: (i32(512), 0, v))
     from kernels import MFMA_SHAPES
 
@@ -67,7 +68,9 @@ def specs(arch: str) -> dict:
 
 
 def main(arch: str, out_dir: str) -> None:
-    os.environ["FLYDSL_DUMP_IR"] = "1"  # the caller's env is moegen.backends.flydsl.toolchain.compile_env(arch)
+    os.environ["FLYDSL_DUMP_IR"] = (
+        "1"  # the caller's env is moegen.backends.flydsl.toolchain.compile_env(arch)
+    )
     sys.path.insert(0, str(Path(__file__).parent))
     import kernels
 
@@ -79,6 +82,8 @@ def main(arch: str, out_dir: str) -> None:
         getattr(kernels, launcher)(*args())
         (dump,) = glob.glob(str(work / "*" / "*_reconcile_unrealized_casts.mlir"))
         shutil.copy(dump, out / f"{name}.mlir")
+        (isa,) = glob.glob(str(work / "*" / "*_final_isa.s"))
+        shutil.copy(isa, out / f"{name}.s")
         shutil.rmtree(work)
 
 

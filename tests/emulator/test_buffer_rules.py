@@ -12,8 +12,8 @@ import torch
 from deps import require
 from moegen.emulator import AmbiguousAccess
 from moegen.emulator.execution import Batch, Runtime
+from moegen.emulator.lds import Lds
 from moegen.emulator.memory import (
-    Lds,
     Memory,
     ambiguous_lanes,
     buffer_addresses,

@@ -70,4 +70,4 @@ def lookup(name: str, intrin: str | None = None) -> Factory | None:
 
 
 # Importing the op families registers their handlers in the tables above.
-from . import aggregate, floating, integer, memory_ops, mfma, rocdl_ops  # noqa: E402,F401
+from . import aggregate, floating, integer, memory_ops, mfma, rocdl_ops, sync  # noqa: E402,F401

@@ -1,4 +1,4 @@
-"""ROCDL ops other than memory and MFMA: ids, barriers, scheduling hints, cross-lane ops
+"""ROCDL ops other than memory, MFMA and synchronization (sync.py): ids, cross-lane ops
 (readfirstlane, readlane, ballot, mbcnt, ds_bpermute), hardware math (v_exp/v_log/v_rcp/v_rsq:
 modelled as correctly rounded f32) and fp8 conversions (fnuz on gfx942, OCP on gfx950)."""
 
@@ -22,40 +22,6 @@ from . import handles
 def _ids(op, rt):
     key = op.name[len("rocdl.") :]
     return lambda: rt.batch.ids[key]
-
-
-@handles("rocdl.s.barrier", "rocdl.barrier")
-def _barrier(op, rt):
-    def barrier():
-        b = rt.batch
-        m = b.mask.reshape(-1, b.lanes_per_wg)
-        alive = b.alive.reshape(m.shape)
-        reached = m.any(1)
-        partial = reached & (m != alive).any(1)
-        if partial.any():
-            g = int(np.nonzero(partial)[0][0])
-            raise ExecError(
-                f"{op.what}: s_barrier reached by only part of workgroup "
-                f"{tuple(int(v) for v in b.wgs[g])} (a divergent barrier)"
-            )
-        b.lds.barrier(np.nonzero(reached)[0])  # lock-step: all earlier ops already ran
-
-    return barrier
-
-
-@handles(
-    "rocdl.s.waitcnt",
-    "rocdl.sched.barrier",
-    "rocdl.s.setprio",
-    "rocdl.sched.group.barrier",
-    "rocdl.s.nop",
-    "rocdl.s.sleep",
-    "llvm.intr.assume",
-    "rocdl.iglp.opt",
-)
-def _no_op(op, rt):
-    """Ordering and scheduling hints: no effect under lock-step execution."""
-    return lambda *a: None
 
 
 def _per_wave(x, rt):
