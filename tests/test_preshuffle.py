@@ -16,7 +16,9 @@ def _loop_shuffle(w: torch.Tensor) -> torch.Tensor:
             group, n_in = divmod(n, 16)
             block, k_in = divmod(k, 32)
             sub, k_el = divmod(k_in, kp)
-            flat[((group * (k_dim // 32) + block) * (32 // kp) + sub) * 16 * kp + n_in * kp + k_el] = w[n, k]
+            flat[
+                ((group * (k_dim // 32) + block) * (32 // kp) + sub) * 16 * kp + n_in * kp + k_el
+            ] = w[n, k]
     return flat.view(n_dim, k_dim)
 
 
@@ -36,7 +38,10 @@ def test_one_wave_load_is_contiguous():
     w = torch.arange(16 * 32, dtype=torch.int16).view(16, 32)
     flat = preshuffle.shuffle_weight(w).flatten()
     for lane in range(64):
-        assert flat[lane * 8 : lane * 8 + 8].tolist() == w[lane % 16, (lane // 16) * 8 : (lane // 16) * 8 + 8].tolist()
+        assert (
+            flat[lane * 8 : lane * 8 + 8].tolist()
+            == w[lane % 16, (lane // 16) * 8 : (lane // 16) * 8 + 8].tolist()
+        )
 
 
 def test_round_trip_and_batch_dims():

@@ -66,6 +66,7 @@ VARIANT = {
     "act_bits": 16,
     "weight_bits": 16,
     "weight_pack": 1,
+    "weight_layout": "preshuffle_16x16",
     "out_bits": 16,
     "preferred": False,
 }
@@ -145,9 +146,9 @@ def a_reads(lane_row, k_group):
     return out
 
 
-def load_a_tile(x_rsrc, src, kt):
+def load_a_tile(a_rsrc, src, kt):
     """Issue the global loads of K tile kt's A chunks (kept in registers until stored to LDS)."""
-    return [load_dwords(x_rsrc, off + kt * (TILE_K * ACT_BYTES), A_CHUNK // 4) for off in src]
+    return [load_dwords(a_rsrc, off + kt * (TILE_K * ACT_BYTES), A_CHUNK // 4) for off in src]
 
 
 def store_a_tile(lds, dst, buf, chunks):

@@ -69,23 +69,8 @@ def check_tiles(v: Any) -> list[str]:
         problems.append(
             f"tile_k={v.tile_k} must be a positive multiple of {K_BLOCK} (the preshuffled K block)"
         )
-    row_bytes = v.tile_k * v.dtype.activation_bits // 8
-    if row_bytes < 8 * LANE_LOAD_BYTES:
-        problems.append(
-            f"tile_k={v.tile_k}: an LDS activation row of {row_bytes} bytes is under the "
-            f"{8 * LANE_LOAD_BYTES} bytes the (row % 8) swizzle needs; use tile_k >= 64"
-        )
-    staged = v.tile_m * row_bytes
-    if staged % (WAVES * 64 * MIN_STAGING_BYTES):
-        problems.append(
-            f"tile {v.tile_m}x{v.tile_k}: the {staged}-byte activation tile does not split into "
-            f"{MIN_STAGING_BYTES}-byte chunks over {WAVES * 64} threads"
-        )
-    if lds_bytes(v) > LDS_BYTES:
-        problems.append(
-            f"tile {v.tile_m}x{v.tile_k}: the double-buffered activation tile needs "
-            f"{lds_bytes(v)} bytes of LDS, over {LDS_BYTES}; use a smaller tile_m or tile_k"
-        )
+    if v.tile_m > 0 and v.tile_m % MFMA_ROWS == 0 and v.tile_k > 0 and v.tile_k % K_BLOCK == 0:
+        problems += _staging_problems(v)
     if v.split_k < 1:
         problems.append(f"split_k={v.split_k} must be >= 1")
     if v.stage == 2 and v.split_k != 1:
@@ -94,5 +79,31 @@ def check_tiles(v: Any) -> list[str]:
         problems.append(
             f"stage-2 out_dtype {v.out_dtype!r} needs packed 16-bit atomics, which the template does not "
             f"implement; use one of {list(SUPPORTED_OUT_DTYPES)}"
+        )
+    return problems
+
+
+def _staging_problems(v: Any) -> list[str]:
+    """The activation tile's LDS staging (valid tile_m and tile_k): whole swizzle rows, an
+    equal share per thread, and LDS room for two buffers."""
+    problems = []
+    row_bytes = v.tile_k * v.dtype.activation_bits // 8
+    if row_bytes % (8 * LANE_LOAD_BYTES):
+        problems.append(
+            f"tile_k={v.tile_k}: an LDS activation row of {row_bytes} bytes is not a multiple of "
+            f"the {8 * LANE_LOAD_BYTES} bytes the (row % 8) swizzle permutes; use tile_k = 64 or 128"
+        )
+    staged = v.tile_m * row_bytes
+    chunk = min(LANE_LOAD_BYTES, staged // (WAVES * 64))  # the template's A_CHUNK
+    if chunk not in (MIN_STAGING_BYTES, LANE_LOAD_BYTES) or staged % (WAVES * 64 * chunk):
+        problems.append(
+            f"tile {v.tile_m}x{v.tile_k}: the {staged}-byte activation tile does not split into "
+            f"{MIN_STAGING_BYTES}- or {LANE_LOAD_BYTES}-byte chunks, the same number per thread "
+            f"over {WAVES * 64} threads"
+        )
+    if lds_bytes(v) > LDS_BYTES:
+        problems.append(
+            f"tile {v.tile_m}x{v.tile_k}: the double-buffered activation tile needs "
+            f"{lds_bytes(v)} bytes of LDS, over {LDS_BYTES}; use a smaller tile_m or tile_k"
         )
     return problems
