@@ -25,7 +25,9 @@ from moegen.render.engine import format_one, render_raw
 from moegen.spec.expand import enumerate_variants
 
 ROOT = Path(__file__).resolve().parents[1]
+# The tiles-per-regime sizes, and 48 rows: three 8-byte staging loads per thread.
 TILES = [(m, n, k) for m, n, k in itertools.product((16, 32, 64, 128), (64, 128), (64, 128))]
+TILES.append((48, 64, 64))
 BASE = {
     "s1": "moe_s1_bf16_per_expert_k1",
     "s1_split": "moe_s1_bf16_per_expert_k2",

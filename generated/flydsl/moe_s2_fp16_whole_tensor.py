@@ -100,7 +100,7 @@ BLOCK_BYTES = 16 * K_BLOCK * WEIGHT_BYTES  # one 16-row x K_BLOCK block (1 KiB f
 # over the banks.
 A_TILE_BYTES = TILE_M * TILE_K * ACT_BYTES
 A_ROW_BYTES = TILE_K * ACT_BYTES
-A_CHUNK = min(16, A_TILE_BYTES // THREADS)
+A_CHUNK = 16 if A_TILE_BYTES % (THREADS * 16) == 0 else 8  # bytes per staging load
 A_CHUNKS_PER_ROW = A_ROW_BYTES // A_CHUNK
 A_LOADS = A_TILE_BYTES // (THREADS * A_CHUNK)
 

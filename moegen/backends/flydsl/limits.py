@@ -94,12 +94,14 @@ def _staging_problems(v: Any) -> list[str]:
             f"the {8 * LANE_LOAD_BYTES} bytes the (row % 8) swizzle permutes; use tile_k = 64 or 128"
         )
     staged = v.tile_m * row_bytes
-    chunk = min(LANE_LOAD_BYTES, staged // (WAVES * 64))  # the template's A_CHUNK
-    if chunk not in (MIN_STAGING_BYTES, LANE_LOAD_BYTES) or staged % (WAVES * 64 * chunk):
+    threads = WAVES * 64
+    # the template's A_CHUNK: 16-byte loads when they split evenly, else 8-byte ones
+    chunk = LANE_LOAD_BYTES if staged % (threads * LANE_LOAD_BYTES) == 0 else MIN_STAGING_BYTES
+    if staged % (threads * chunk):
         problems.append(
             f"tile {v.tile_m}x{v.tile_k}: the {staged}-byte activation tile does not split into "
             f"{MIN_STAGING_BYTES}- or {LANE_LOAD_BYTES}-byte chunks, the same number per thread "
-            f"over {WAVES * 64} threads"
+            f"over {threads} threads"
         )
     if lds_bytes(v) > LDS_BYTES:
         problems.append(
