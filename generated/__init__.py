@@ -20,35 +20,35 @@ from moegen.runtime.dispatch import NoAddressableVariant, RegisteredVariant, pro
 __all__ = ["VARIANTS", "NoAddressableVariant", "auto_stage1", "auto_stage2", "select_variant"]
 
 # Tiles per regime (variants.yaml `tile:` lists): the tile auto-dispatch uses by token count.
-#   moe_s1_bf16_per_expert_k1                tile 16x64x64   tokens 1-512
+#   moe_s1_bf16_per_expert_k1                tile 16x64x128  tokens 1-512
 #   moe_s1_bf16_per_expert_k1_t128x64x64     tile 128x64x64  tokens 513+
-#   moe_s1_bf16_per_expert_k2                tile 16x64x64   tokens 1-512
+#   moe_s1_bf16_per_expert_k2                tile 16x64x128  tokens 1-512
 #   moe_s1_bf16_per_expert_k2_t128x64x64     tile 128x64x64  tokens 513+
-#   moe_s2_bf16_per_expert_out_bfloat16_reduce tile 16x64x64   tokens 1+
-#   moe_s2_bf16_per_expert                   tile 16x64x64   tokens 1-512
+#   moe_s2_bf16_per_expert_out_bfloat16_reduce tile 16x64x128  tokens 1+
+#   moe_s2_bf16_per_expert                   tile 16x64x128  tokens 1-512
 #   moe_s2_bf16_per_expert_t128x64x64        tile 128x64x64  tokens 513+
-#   moe_s2_bf16_per_expert_out_bfloat16      tile 16x64x64   tokens 1+
-#   moe_s1_bf16_whole_tensor_k1              tile 16x64x64   tokens 1-512
+#   moe_s2_bf16_per_expert_out_bfloat16      tile 16x64x128  tokens 1+
+#   moe_s1_bf16_whole_tensor_k1              tile 16x64x128  tokens 1-512
 #   moe_s1_bf16_whole_tensor_k1_t128x64x64   tile 128x64x64  tokens 513+
-#   moe_s1_bf16_whole_tensor_k2              tile 16x64x64   tokens 1-512
+#   moe_s1_bf16_whole_tensor_k2              tile 16x64x128  tokens 1-512
 #   moe_s1_bf16_whole_tensor_k2_t128x64x64   tile 128x64x64  tokens 513+
-#   moe_s2_bf16_whole_tensor_out_bfloat16_reduce tile 16x64x64   tokens 1+
-#   moe_s2_bf16_whole_tensor                 tile 16x64x64   tokens 1-512
+#   moe_s2_bf16_whole_tensor_out_bfloat16_reduce tile 16x64x128  tokens 1+
+#   moe_s2_bf16_whole_tensor                 tile 16x64x128  tokens 1-512
 #   moe_s2_bf16_whole_tensor_t128x64x64      tile 128x64x64  tokens 513+
-#   moe_s2_bf16_whole_tensor_out_bfloat16    tile 16x64x64   tokens 1+
-#   moe_s1_fp16_per_expert_k1                tile 16x64x64   tokens 1-512
+#   moe_s2_bf16_whole_tensor_out_bfloat16    tile 16x64x128  tokens 1+
+#   moe_s1_fp16_per_expert_k1                tile 16x64x128  tokens 1-512
 #   moe_s1_fp16_per_expert_k1_t128x64x64     tile 128x64x64  tokens 513+
-#   moe_s1_fp16_per_expert_k2                tile 16x64x64   tokens 1-512
+#   moe_s1_fp16_per_expert_k2                tile 16x64x128  tokens 1-512
 #   moe_s1_fp16_per_expert_k2_t128x64x64     tile 128x64x64  tokens 513+
-#   moe_s2_fp16_per_expert_out_float16       tile 16x64x64   tokens 1+
-#   moe_s2_fp16_per_expert                   tile 16x64x64   tokens 1-512
+#   moe_s2_fp16_per_expert_out_float16       tile 16x64x128  tokens 1+
+#   moe_s2_fp16_per_expert                   tile 16x64x128  tokens 1-512
 #   moe_s2_fp16_per_expert_t128x64x64        tile 128x64x64  tokens 513+
-#   moe_s1_fp16_whole_tensor_k1              tile 16x64x64   tokens 1-512
+#   moe_s1_fp16_whole_tensor_k1              tile 16x64x128  tokens 1-512
 #   moe_s1_fp16_whole_tensor_k1_t128x64x64   tile 128x64x64  tokens 513+
-#   moe_s1_fp16_whole_tensor_k2              tile 16x64x64   tokens 1-512
+#   moe_s1_fp16_whole_tensor_k2              tile 16x64x128  tokens 1-512
 #   moe_s1_fp16_whole_tensor_k2_t128x64x64   tile 128x64x64  tokens 513+
-#   moe_s2_fp16_whole_tensor_out_float16     tile 16x64x64   tokens 1+
-#   moe_s2_fp16_whole_tensor                 tile 16x64x64   tokens 1-512
+#   moe_s2_fp16_whole_tensor_out_float16     tile 16x64x128  tokens 1+
+#   moe_s2_fp16_whole_tensor                 tile 16x64x128  tokens 1-512
 #   moe_s2_fp16_whole_tensor_t128x64x64      tile 128x64x64  tokens 513+
 VARIANTS = (
     RegisteredVariant(

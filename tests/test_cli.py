@@ -73,11 +73,14 @@ def test_shipped_project_render_then_check_then_edit(project_copy):
     assert tests == {f"test_{n}.py" for n in names}, "one boundary test module per variant"
     spec = project_copy / "variants.yaml"
     text = spec.read_text()
-    # per_expert stage-1 split-K goes from 2 to 4: exactly those variants' files change.
+    # per_expert stage 1 gains a routing-weight axis: exactly the new variants' files appear
+    # (split-K 4 is not an edit the shipped tiles allow: the small shape's model_dim 256 / 4
+    # is less than tile_k 128).
     head, sep, block = text.partition("    addressing: per_expert\n")
     assert sep and "split_k: [1, 2]" in block and "{stage: 2, split_k: 2}" in block
-    block = block.replace("split_k: [1, 2]", "split_k: [1, 4]").replace(
-        "{stage: 2, split_k: 2}", "{stage: 2, split_k: 4}"
+    block = block.replace("split_k: [1, 2]", "split_k: [1, 2]\n    doweight: [false, true]")
+    block = block.replace(
+        "{stage: 2, split_k: 2}", "{stage: 2, split_k: 2}\n      - {stage: 2, doweight: true}"
     )
     spec.write_text(head + sep + block)
     proc = run("render", "--check", cwd=project_copy)
@@ -90,10 +93,10 @@ def test_shipped_project_render_then_check_then_edit(project_copy):
     assert "" in tiles and len(tiles) >= 2, tiles
     expected = {"MANIFEST", "__init__.py"}
     for dt in ("bf16", "fp16"):
-        for k in ("k2", "k4"):
+        for k in ("k1", "k2"):
             for t in tiles:
-                expected.add(f"flydsl/moe_s1_{dt}_per_expert_{k}{t}.py")
-                expected.add(f"tests/test_moe_s1_{dt}_per_expert_{k}{t}.py")
+                expected.add(f"flydsl/moe_s1_{dt}_per_expert_{k}{t}_w.py")
+                expected.add(f"tests/test_moe_s1_{dt}_per_expert_{k}{t}_w.py")
     assert touched == expected
     assert "moegen render" in proc.stderr
 

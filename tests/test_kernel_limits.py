@@ -19,7 +19,9 @@ def tiles(**over):
         tile_k=64,
         out_dtype="float32",
         archs=("gfx942", "gfx950"),
-        dtype=SimpleNamespace(weight_bits=16, mfma={"gfx942": mfma(16), "gfx950": mfma(32)}),
+        dtype=SimpleNamespace(
+            weight_bits=16, activation_bits=16, mfma={"gfx942": mfma(16), "gfx950": mfma(32)}
+        ),
     )
     v.update(over)
     return SimpleNamespace(**v)
@@ -34,7 +36,8 @@ def test_check_tiles():
         "tile_n=96 must be a positive multiple of 64 (4 waves x 16 MFMA columns)"
     ]
     assert check_tiles(tiles(tile_k=16)) == [
-        "tile_k=16 must be a positive multiple of the gfx950 MFMA's k=32"
+        "tile_k=16 must be a positive multiple of the gfx950 MFMA's k=32",
+        "tile_k=16 must be a positive multiple of 32 (the preshuffled K block)",
     ]
     assert check_tiles(tiles(stage=2, split_k=2)) == [
         "split-K (split_k >= 2) exists for stage 1 only"
@@ -43,4 +46,31 @@ def test_check_tiles():
     assert "is not one the template can store" in check_tiles(tiles(stage=2, out_dtype="int8"))[0]
     assert check_tiles(tiles(addressing="flat")) == [
         "addressing 'flat' is not one of ['whole_tensor', 'per_expert']"
+    ]
+
+
+def test_preshuffled_k_loop_limits():
+    """What the pipelined, preshuffled K loop adds: 16-bit operands, whole K blocks, an
+    activation tile that splits over the threads and fits LDS double-buffered."""
+    for m in (16, 32, 64, 128):
+        for n in (64, 128):
+            for k in (64, 128):
+                assert check_tiles(tiles(tile_m=m, tile_n=n, tile_k=k)) == [], (m, n, k)
+    fp8 = SimpleNamespace(
+        weight_bits=8, activation_bits=8, mfma={"gfx942": mfma(32), "gfx950": mfma(32)}
+    )
+    assert any("16-bit activations and weights only" in p for p in check_tiles(tiles(dtype=fp8)))
+    assert check_tiles(tiles(tile_m=256, tile_k=128)) == [
+        "tile 256x128: the double-buffered activation tile needs 131072 bytes of LDS, over 65536; "
+        "use a smaller tile_m or tile_k"
+    ]
+    assert check_tiles(tiles(tile_m=64, tile_k=96)) == [
+        "tile_k=96: an LDS activation row of 192 bytes is not a multiple of the 128 bytes the "
+        "(row % 8) swizzle permutes; use tile_k = 64 or 128"
+    ]
+    assert check_tiles(tiles(tile_m=16, tile_k=32)) == [
+        "tile_k=32: an LDS activation row of 64 bytes is not a multiple of the 128 bytes the "
+        "(row % 8) swizzle permutes; use tile_k = 64 or 128",
+        "tile 16x32: the 1024-byte activation tile does not split into 8- or 16-byte chunks, the "
+        "same number per thread over 256 threads",
     ]

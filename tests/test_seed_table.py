@@ -61,17 +61,18 @@ def test_seed_point(cases, variant, inter):
 
 
 def test_whole_tensor_past_the_line_reads_the_wrapped_bytes():
-    """Why whole_tensor is wrong at inter=1408 (W1 4.12 GiB): each lane's byte offset
-    ((e * 2 * inter + n) * model_dim + k) * 2 is taken mod 2**32 by the buffer unit, so expert e
-    reads the bf16 elements at (e * slab + i) mod 2**31 of W1 instead of its own slab. With those
+    """Why whole_tensor is wrong at inter=1408 (W1 4.12 GiB): each lane's byte offset into the
+    stored (preshuffled) W1 is taken mod 2**32 by the buffer unit, so expert e reads the stored
+    bf16 elements at (e * slab + i) mod 2**31 instead of its own slab. With those
     (lower-addressed) bytes filled with other data, the kernel's output must match, row by row,
-    a reference computed from exactly those wrapped elements, and fail against the true one."""
-    from moegen.runtime import reference
+    a reference computed from exactly those wrapped elements (unshuffled: a slab is whole
+    16-row groups), and fail against the true one."""
+    from moegen.runtime import preshuffle, reference
 
     inter = 1408
     module = execute.load_module(seed_table.GENERATED / "moe_s1_bf16_whole_tensor_k1.py")
     problem = execute.make_case(module, inter=inter, arch=seed_table.ARCH, **seed_table.SEED)
-    flat = problem.weight.view(-1)
+    flat = problem.stored_weight.view(-1)
     slab = 2 * inter * 6144
     routed = problem.routed_experts
     wrapped = {e: (e * slab + torch.arange(slab, dtype=torch.int64)) % 2**31 for e in routed}
@@ -81,7 +82,9 @@ def test_whole_tensor_past_the_line_reads_the_wrapped_bytes():
         flat[alias] = verdict.randn((alias.numel(),), gen, verdict.weight_std(6144)).to(flat.dtype)
     with launch.unsafe_skip_address_guards():
         run = execute.emulate(problem.plan(), arch=seed_table.ARCH)
-    slabs = torch.stack([flat[wrapped[e]].view(2 * inter, 6144) for e in routed])
+    slabs = torch.stack(
+        [preshuffle.unshuffle_weight(flat[wrapped[e]].view(2 * inter, 6144)) for e in routed]
+    )
     compact = torch.searchsorted(torch.tensor(routed), problem.topk_ids.long())
     explained = dataclasses.replace(
         problem, reference=reference.stage1(problem.act, slabs, compact)

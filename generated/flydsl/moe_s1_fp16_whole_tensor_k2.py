@@ -6,7 +6,7 @@
 #   addressing  "whole_tensor"
 #   stage       1
 #   split_k     2
-#   tile        {"m": 16, "n": 64, "k": 64}
+#   tile        {"m": 16, "n": 64, "k": 128}
 #   tokens      "1-512"
 #   archs       ["gfx942", "gfx950"]
 #   doweight    false
@@ -20,8 +20,10 @@ then the plan's post-step reduces it to
     out[t, s, :] = silu(gate) * up
 
 for each sorted row (token t, topk slot s) of an M-block routed to expert e.
-W1 is [E, 2 * inter, model_dim], plain row-major (NOT preshuffled): rows [0, inter) of an
-expert's slab are the gate projection Wg, rows [inter, 2 * inter) the up projection Wu.
+W1 is [E, 2 * inter, model_dim], each expert's slab preshuffled in 16-row x 16-byte groups
+(moegen.runtime.preshuffle.shuffle_weight): logical rows [0, inter) are the gate projection
+Wg, rows [inter, 2 * inter) the up projection Wu. x tiles are staged in LDS (double-buffered)
+and the next K tile's loads are issued before the current tile's MFMAs.
 Weights are addressed through one buffer resource over all experts (whole_tensor).
 
 Entry point: moe_stage1(); prepare() returns the LaunchPlan without running it.
@@ -34,14 +36,21 @@ from flydsl.expr import rocdl
 
 from moegen.runtime import launch
 from moegen.backends.flydsl.device import (
+    CACHE_DEFAULT,
+    CACHE_NONTEMPORAL,
     ROUTING_BYTES,
     Mfma,
     buffer_rsrc,
+    lds_alloc,
+    lds_load_dwords,
+    lds_store,
+    load_dwords,
     load_i32,
-    load_operand,
     load_row_info,
     mfma_tiles,
+    operand_slices,
     target_mfma,
+    workgroup_barrier,
     zero_acc,
 )
 
@@ -53,7 +62,7 @@ VARIANT = {
     "split_k": 2,
     "tile_m": 16,
     "tile_n": 64,
-    "tile_k": 64,
+    "tile_k": 128,
     "min_tokens": 1,
     "max_tokens": 512,
     "doweight": False,
@@ -62,6 +71,7 @@ VARIANT = {
     "act_bits": 16,
     "weight_bits": 16,
     "weight_pack": 1,
+    "weight_layout": "preshuffle_16x16",
     "out_bits": 16,
     "accumulate": "atomic",
     "preferred": True,
@@ -74,7 +84,7 @@ WEIGHT_DTYPES = {"gfx942": "float16", "gfx950": "float16"}
 # every tile of this kernel and the token counts it serves are listed in generated/__init__.py).
 TILE_M = 16  # sorted rows per workgroup (= moe_sorting block size)
 TILE_N = 64  # output columns per workgroup
-TILE_K = 64  # K per main-loop iteration
+TILE_K = 128  # K per main-loop iteration
 WAVES = 4
 THREADS = WAVES * 64
 WAVE_N = TILE_N // WAVES  # each wave owns a WAVE_N-column slice of the tile
@@ -84,6 +94,24 @@ ACT_BITS = 16
 WEIGHT_BITS = 16
 ACT_BYTES = ACT_BITS // 8
 WEIGHT_BYTES = WEIGHT_BITS // 8
+
+# Preshuffled weights (moegen.runtime.preshuffle, aiter's shuffle_weight(w, (16, 16))): one
+# 16-row x K_BLOCK block is contiguous, and a wave's 16 B/lane load at byte 16 * lane of it
+# gives lane l row l % 16, K [(l // 16) * K_PACK, +K_PACK), the MFMA's own lane map.
+K_PACK = 16 // WEIGHT_BYTES  # K elements per 16-byte lane load
+K_BLOCK = 32  # K elements per preshuffled block
+K_BLOCKS = TILE_K // K_BLOCK  # blocks per K tile: one 16 B/lane load each per 16-row group
+BLOCK_BYTES = 16 * K_BLOCK * WEIGHT_BYTES  # one 16-row x K_BLOCK block (1 KiB for 16-bit)
+
+# The activation tile [TILE_M, TILE_K] is staged in LDS once per workgroup (not once per
+# wave), double-buffered: each thread copies A_LOADS chunks of A_CHUNK bytes per K tile.
+# 16-byte units of a row are XOR-swizzled by (row % 8) so a wave's ds_read of 16 rows spreads
+# over the banks.
+A_TILE_BYTES = TILE_M * TILE_K * ACT_BYTES
+A_ROW_BYTES = TILE_K * ACT_BYTES
+A_CHUNK = 16 if A_TILE_BYTES % (THREADS * 16) == 0 else 8  # bytes per staging load
+A_CHUNKS_PER_ROW = A_ROW_BYTES // A_CHUNK
+A_LOADS = A_TILE_BYTES // (THREADS * A_CHUNK)
 
 # moe_sorting packs each sorted row as (topk slot << 24) | token; padding rows hold token == tokens.
 TOKEN_BITS = 24
@@ -97,6 +125,77 @@ MFMA_BY_ARCH = {
     "gfx942": Mfma(rocdl.mfma_f32_16x16x16f16, k=16, operand="f16", width=4),
     "gfx950": Mfma(rocdl.mfma_f32_16x16x32_f16, k=32, operand="f16", width=8),
 }
+
+
+def a_staging(ids_rsrc, row0, tokens, row_elems, k_begin):
+    """This thread's share of the A tile: (global byte offset at K tile 0, swizzled LDS
+    offset) of each of its A_LOADS chunks; `row_elems` maps a token to its activation row."""
+    tid = fx.thread_idx.x
+    src, dst = [], []
+    for i in range(A_LOADS):
+        chunk = tid + i * THREADS
+        r = chunk // A_CHUNKS_PER_ROW
+        byte = (chunk % A_CHUNKS_PER_ROW) * A_CHUNK
+        packed = load_i32(ids_rsrc, (row0 + r) * ROUTING_BYTES)
+        token = packed & TOKEN_MASK
+        # Padding rows (token == tokens) stage token 0's row instead: harmless, never stored.
+        row = row_elems((token < tokens).select(token, 0), packed)
+        src.append((row + k_begin) * ACT_BYTES + byte)
+        dst.append(r * A_ROW_BYTES + (((byte // 16) ^ (r % 8)) * 16) + byte % 16)
+    return src, dst
+
+
+def a_reads(lane_row, k_group):
+    """LDS byte offsets of this lane's 16-byte A operand, [M subtile][K block] (same swizzle)."""
+    out = []
+    for mi in range(M_SUBTILES):
+        r = mi * 16 + lane_row
+        unit = [(j * K_BLOCK + k_group * K_PACK) * ACT_BYTES // 16 for j in range(K_BLOCKS)]
+        out.append([r * A_ROW_BYTES + ((u ^ (r % 8)) * 16) for u in unit])
+    return out
+
+
+def load_a_tile(a_rsrc, src, kt):
+    """Issue the global loads of K tile kt's A chunks (kept in registers until stored to LDS)."""
+    return [load_dwords(a_rsrc, off + kt * (TILE_K * ACT_BYTES), A_CHUNK // 4) for off in src]
+
+
+def store_a_tile(lds, dst, buf, chunks):
+    for off, chunk in zip(dst, chunks):
+        lds_store(lds, buf * A_TILE_BYTES + off, chunk)
+
+
+def load_b_tile(w_rsrc, bases, kt):
+    """Issue K tile kt's weight loads: per 16-row group, K_BLOCKS 16 B/lane (1 KiB per wave)
+    loads, non-temporal; returned flat, [group * K_BLOCKS + block]."""
+    step = kt * (TILE_K // K_BLOCK * BLOCK_BYTES)
+    return [
+        load_dwords(w_rsrc, base + step + j * BLOCK_BYTES, 4, CACHE_NONTEMPORAL)
+        for base in bases
+        for j in range(K_BLOCKS)
+    ]
+
+
+def mfma_k_tile(mfma, lds, buf, reads, b_tile, accs):
+    """accs[s][mi * N_SUBTILES + ni] += A(LDS buffer buf) . B(group s * N_SUBTILES + ni)^T over
+    one K tile; `accs` holds one accumulator set per weight matrix sharing the A operand."""
+    for j in range(K_BLOCKS):
+        a = [
+            operand_slices(
+                lds_load_dwords(lds, buf * A_TILE_BYTES + reads[mi][j], 4), mfma, ACT_BITS
+            )
+            for mi in range(M_SUBTILES)
+        ]
+        for s in range(len(accs)):
+            b = [
+                operand_slices(b_tile[(s * N_SUBTILES + ni) * K_BLOCKS + j], mfma, WEIGHT_BITS)
+                for ni in range(N_SUBTILES)
+            ]
+            for p in range(len(b[0])):
+                accs[s] = mfma_tiles(
+                    mfma, [op[p] for op in a], [op[p] for op in b], accs[s], N_SUBTILES
+                )
+    return accs
 
 
 @flyc.kernel
@@ -143,40 +242,56 @@ def moe_s1_fp16_whole_tensor_k2_kernel(
         w_rsrc = buffer_rsrc(fx.get_iter(W))
         w_row0 = expert * 2 * inter
 
-        # Token of the sorted row this lane feeds into the MFMA (A operand) per M subtile.
-        # Padding rows (token == tokens) read token 0's row instead: harmless, never stored.
-        a_rows = []
-        for mi in fx.range_constexpr(M_SUBTILES):
-            packed = load_i32(ids_rsrc, (row0 + mi * 16 + lane_row) * ROUTING_BYTES)
-            token = packed & TOKEN_MASK
-            a_rows.append((token < tokens).select(token, 0))
+        def a_row(token, packed):
+            """Element offset of a staged row's activations: x[token]."""
+            return token * model_dim
 
-        k_lane = k_begin + k_group * mfma.width
-        a_offsets = [(row * model_dim + k_lane) * ACT_BYTES for row in a_rows]
+        # This wave's 16-row groups of W1: gate rows, then up rows (inter rows further), one
+        # per N subtile; lane's byte offset of the group's first K block, from K slice start.
         cols = [
             bid_n * TILE_N + wave * WAVE_N + ni * 16 + lane_row
             for ni in fx.range_constexpr(N_SUBTILES)
         ]
-        gate_offsets = [((w_row0 + col) * model_dim + k_lane) * WEIGHT_BYTES for col in cols]
-        up_offsets = [((w_row0 + inter + col) * model_dim + k_lane) * WEIGHT_BYTES for col in cols]
+        groups = [
+            w_row0 + bid_n * TILE_N + wave * WAVE_N + ni * 16
+            for ni in fx.range_constexpr(N_SUBTILES)
+        ]
+        b_bases = [(g * model_dim + k_begin * 16) * WEIGHT_BYTES + lane * 16 for g in groups]
+        b_bases += [
+            (g * model_dim + k_begin * 16) * WEIGHT_BYTES
+            + lane * 16
+            + inter * model_dim * WEIGHT_BYTES
+            for g in groups
+        ]
 
-        # Accumulator i = mi * N_SUBTILES + ni is the 16x16 tile (M subtile mi, N subtile ni).
-        gate = [zero_acc() for _ in fx.range_constexpr(M_SUBTILES * N_SUBTILES)]
-        up = [zero_acc() for _ in fx.range_constexpr(M_SUBTILES * N_SUBTILES)]
-        for kt in range(fx.Int32(k_slice // TILE_K)):
-            for ks in fx.range_constexpr(TILE_K // mfma.k):
-                k = kt * TILE_K + ks * mfma.k
-                a = [load_operand(x_rsrc, off + k * ACT_BYTES, mfma, ACT_BITS) for off in a_offsets]
-                b_gate = [
-                    load_operand(w_rsrc, off + k * WEIGHT_BYTES, mfma, WEIGHT_BITS)
-                    for off in gate_offsets
-                ]
-                b_up = [
-                    load_operand(w_rsrc, off + k * WEIGHT_BYTES, mfma, WEIGHT_BITS)
-                    for off in up_offsets
-                ]
-                gate = mfma_tiles(mfma, a, b_gate, gate, N_SUBTILES)
-                up = mfma_tiles(mfma, a, b_up, up, N_SUBTILES)
+        # Accumulators [gate, up]; in each, i = mi * N_SUBTILES + ni is the 16x16 tile (M subtile mi, N subtile ni).
+        lds = lds_alloc(2 * A_TILE_BYTES)
+        a_src, a_dst = a_staging(ids_rsrc, row0, tokens, a_row, k_begin)
+        reads = a_reads(lane_row, k_group)
+        store_a_tile(lds, a_dst, 0, load_a_tile(x_rsrc, a_src, 0))
+        b_tile = load_b_tile(w_rsrc, b_bases, 0)
+        workgroup_barrier()
+        accs = [
+            [zero_acc() for _ in fx.range_constexpr(M_SUBTILES * N_SUBTILES)]
+            for _ in fx.range_constexpr(2)
+        ]
+        # Double buffer: tile kt reads LDS buffer kt % 2 while tile kt + 1 is written into the
+        # other; the one barrier per tile orders both (the buffer written was last read before
+        # the previous barrier).
+        for kt in range(fx.Int32(k_slice // TILE_K - 1)):
+            # Scheduling fences keep this order: A loads, then B loads, then the MFMAs. The LDS
+            # store of a_next then waits with vmcnt(B loads) > 0; a compiler free to reorder
+            # put the A load last or sank the loads below the MFMAs, forcing vmcnt(0).
+            a_next = load_a_tile(x_rsrc, a_src, kt + 1)
+            rocdl.sched_barrier(0)
+            b_next = load_b_tile(w_rsrc, b_bases, kt + 1)
+            rocdl.sched_barrier(0)
+            accs = mfma_k_tile(mfma, lds, kt % 2, reads, b_tile, accs)
+            store_a_tile(lds, a_dst, (kt + 1) % 2, a_next)
+            workgroup_barrier()
+            b_tile = b_next
+        accs = mfma_k_tile(mfma, lds, (k_slice // TILE_K - 1) % 2, reads, b_tile, accs)
+        gate, up = accs
 
         # Raw gate/up partials (no SiLU: it is not linear in the K slices) go to the zeroed
         # float32 [tokens * topk, 2 * inter] buffer; the SPLIT_K slices meet there atomically.

@@ -6,7 +6,7 @@
 #   addressing  "whole_tensor"
 #   stage       2
 #   split_k     1
-#   tile        {"m": 16, "n": 64, "k": 64}
+#   tile        {"m": 16, "n": 64, "k": 128}
 #   tokens      "1+"
 #   archs       ["gfx950"]
 #   doweight    true
@@ -58,8 +58,8 @@ RUNNABLE = boundary.cases(
 # Shapes past the variant's line: the launcher must refuse them before any launch.
 REFUSED = boundary.cases(
     [
-        ("above", 2752, 128, 4, "decode"),  # W2 4.03 GiB
-        ("above", 2752, 128, 4, "prefill"),  # W2 4.03 GiB
+        ("above", 2816, 128, 4, "decode"),  # W2 4.12 GiB
+        ("above", 2816, 128, 4, "prefill"),  # W2 4.12 GiB
         ("production", 3072, 128, 4, "decode"),  # W2 4.50 GiB
         ("production", 3072, 128, 4, "prefill"),  # W2 4.50 GiB
     ],

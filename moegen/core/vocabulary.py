@@ -35,6 +35,10 @@ buffer_atomic_pk_add_f16/_bf16, two columns per instruction); `reduce` stores ea
 plain stores and a host step sums the topk rows (upstream's reduce mode, for an output dtype the
 arch has no atomic for)."""
 
+WEIGHT_LAYOUTS = ("preshuffle_16x16",)
+"""How expert weights are stored: preshuffle_16x16 is aiter's shuffle_weight(w, (16, 16)), 16-row
+x 16-byte groups (moegen.runtime.preshuffle), the layout upstream's kernels consume."""
+
 # ---- sizes -----------------------------------------------------------------------------------
 GIB = 2**30
 

@@ -141,7 +141,7 @@ def run_case(
         for e in routed:
             _fill(w, (e, cov.cols), gen, verdict.weight_std(D))
             _fill(w, (e, cov.cols + inter), gen, verdict.weight_std(D))
-        plan = module.prepare(x, w, *on_device, topk=K)
+        plan = module.prepare(x, _stored(v, w, routed, cov, inter), *on_device, topk=K)
         out, ambiguous = _execute(plan, executor, arch, cov)
         got = torch.stack([out[t, s, cov.cols].float() for t, s, _, _ in cov.rows])
         ref = []
@@ -161,7 +161,7 @@ def run_case(
     _fill(a2, (a2_rows,), gen, verdict.ACT_STD)
     for e in routed:
         _fill(w, (e, cov.cols), gen, verdict.weight_std(inter))
-    plan = module.prepare(a2, w, *on_device, topk=K)
+    plan = module.prepare(a2, _stored(v, w, routed, cov, None), *on_device, topk=K)
     out, ambiguous = _execute(plan, executor, arch, cov)
     ref: dict[int, torch.Tensor] = {}
     experts: dict[int, list[int]] = {}
@@ -175,6 +175,20 @@ def run_case(
     checked = {(t, s) for t, s, _, _ in rows}
     ref_rows = torch.stack([ref[t] for t in toks])
     return _judge(got, ref_rows, keys, out.dtype, w, ambiguous, sorted_routing, v, checked)
+
+
+def _stored(v: dict, w: torch.Tensor, routed: list[int], cov: Covered, up_rows: int | None):
+    """The kernel's copy of the lazily filled logical weight `w`, in the variant's layout: only
+    the filled rows (whole N-blocks, so whole 16-row groups; stage 1 also the up rows
+    `up_rows` further) are written, so a 9 GiB tensor stays virtual. The value at each byte
+    address follows the layout's mapping; the reference keeps reading the logical `w`."""
+    stored = torch.empty_like(w)
+    tile_n = v["tile_n"]
+    for e in routed:
+        for b in cov.n_blocks:
+            for first in (b * tile_n,) if up_rows is None else (b * tile_n, b * tile_n + up_rows):
+                execute.store_weight(v, stored, w, e, range(first, first + tile_n))
+    return stored
 
 
 def _execute(plan, executor: str, arch: str, cov: Covered) -> tuple[torch.Tensor, list]:

@@ -43,7 +43,7 @@ import torch
 from moegen.backends.flydsl.audit import MLIR_GLOB
 from moegen.core.vocabulary import TOKEN_BITS, TOKEN_MASK, cache_home
 from moegen.harness import verdict
-from moegen.runtime import reference, routing
+from moegen.runtime import preshuffle, reference, routing
 from moegen.runtime.launch import KernelCall, LaunchPlan, run_plan
 from moegen.runtime.modules import load_module
 
@@ -115,11 +115,13 @@ def emulate(
     only_wgs: Iterable[tuple[int, ...]] | None = None,
     check_overflow: bool = False,
     cache_dir: Path | None = None,
+    race_check: bool = True,
 ) -> Emulated:
     """Run a plan with its kernels compiled for `arch` and executed by moegen.emulator.
 
     The kernels read and write the plan's CPU tensors in place. Emulator errors
-    (IllegalAddress, ...) propagate; a failed compile raises CompileFailed.
+    (IllegalAddress, LdsRace: the LDS race check is on unless race_check=False, ...)
+    propagate; a failed compile raises CompileFailed.
     """
     from moegen.emulator import Emulator
 
@@ -131,7 +133,7 @@ def emulate(
         step.fn()
     emulate_s, overflows, stats, ambiguous = 0.0, {}, {}, []
     for call, mlir in zip(plan.kernels, mlir_paths):
-        emu = Emulator(mlir, arch=arch, check_overflow=check_overflow)
+        emu = Emulator(mlir, arch=arch, check_overflow=check_overflow, race_check=race_check)
         t0 = time.perf_counter()
         emu.launch(_kernel_symbol(emu, call), list(call.args), only_wgs=wgs)
         emulate_s += time.perf_counter() - t0
@@ -269,6 +271,8 @@ class KernelCase:
     act/weight are the module's operands (stage 1: x [tokens, model_dim], w1 [E, 2 * inter,
     model_dim]; stage 2: a2 [tokens * topk, inter], w2 [E, model_dim, inter]). `reference` has
     the shape of the module's result. With lazy weights only `routed_experts` hold data.
+    `weight` holds the logical values (what the reference reads); `stored_weight` is the same
+    weight in the variant's weight_layout (preshuffled), what the kernels are given.
     """
 
     module: ModuleType
@@ -280,6 +284,7 @@ class KernelCase:
     topk_weights: torch.Tensor
     sorted_routing: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
     reference: torch.Tensor
+    stored_weight: torch.Tensor
 
     @property
     def routed_experts(self) -> list[int]:
@@ -287,7 +292,9 @@ class KernelCase:
 
     def plan(self) -> LaunchPlan:
         """The module's launch plan (validates, incl. the 32-bit guards; raises ValueError)."""
-        return self.module.prepare(self.act, self.weight, *self.sorted_routing, topk=self.topk)
+        return self.module.prepare(
+            self.act, self.stored_weight, *self.sorted_routing, topk=self.topk
+        )
 
     def cos_dist(
         self, result: torch.Tensor, only_wgs: Iterable[tuple[int, ...]] | None = None
@@ -418,17 +425,32 @@ def make_case(
     std = verdict.weight_std(k)
     used = sorted(topk_ids.unique().tolist())
     weight = torch.empty(experts, rows, k, dtype=weight_dtype)
+    stored = torch.empty_like(weight)
     for e in used if lazy_weights else range(experts):  # one slab at a time: no fp32 copy
         weight[e] = verdict.randn((rows, k), gen, std).to(weight_dtype)
+        store_weight(variant, stored, weight, e, range(rows))
 
     if stage1:
         ref = reference.stage1(act, weight, topk_ids, topk_weights if variant["doweight"] else None)
     else:
         ref = reference.stage2(act, weight, topk_ids, topk_weights)
-    return KernelCase(module, arch, act, weight, topk, topk_ids, topk_weights, sorted_routing, ref)
+    return KernelCase(
+        module, arch, act, weight, topk, topk_ids, topk_weights, sorted_routing, ref, stored
+    )
+
+
+def store_weight(
+    variant: dict, stored: torch.Tensor, weight: torch.Tensor, expert: int, rows: range
+) -> None:
+    """stored[expert, rows] = weight[expert, rows] in the variant's weight_layout, touching only
+    those rows (rows start and end on 16-row groups; lazily allocated tensors stay lazy)."""
+    if variant["weight_layout"] != "preshuffle_16x16":
+        raise ValueError(f"{variant['name']}: unknown weight_layout {variant['weight_layout']!r}")
+    preshuffle.shuffle_rows_into(stored, weight, (expert,), rows)
 
 
 __all__ = [
+    "store_weight",
     "EXECUTORS",
     "CompileFailed",
     "Emulated",

@@ -24,6 +24,7 @@ from moegen.spec.located import LList, LMap, load
 from moegen.spec.model import (
     ARCH_KEYS,
     DTYPE_KEYS,
+    DTYPE_REQUIRED_KEYS,
     MFMA_KEYS,
     REQUIRED_SHAPES,
     SCALE_KINDS,
@@ -33,6 +34,7 @@ from moegen.spec.model import (
     TORCH_DTYPES,
     VARIANT_KEYS,
     WEIGHT_BITS,
+    WEIGHT_LAYOUTS,
     Arch,
     DType,
     Mfma,
@@ -94,6 +96,10 @@ def _check_dtype_storage(what: str, body: LMap, errors: list[SpecError]) -> None
                     "int4 packs 2 per byte: weight_bits 4, packing 2",
                 )
             )
+    if "weight_layout" in body:
+        expect_choice(
+            body["weight_layout"], WEIGHT_LAYOUTS, body.at("weight_layout"), f"{what}: weight_layout", errors
+        )
     if "scales" not in body:
         return
     scales = body["scales"]
@@ -151,7 +157,7 @@ def _load_dtype(
     """One `dtypes:` entry; every problem in it is reported (None if there is any)."""
     n0 = len(errors)
     what = f"dtype {name!r}"
-    check_keys(body, DTYPE_KEYS, what, errors, required=DTYPE_KEYS)
+    check_keys(body, DTYPE_KEYS, what, errors, required=DTYPE_REQUIRED_KEYS)
     _check_dtype_storage(what, body, errors)
     act_torch: dict[str, str] = {}
     weight_torch: dict[str, str] = {}
@@ -188,6 +194,7 @@ def _load_dtype(
         weight=body["weight"],
         weight_bits=body["weight_bits"],
         packing=body["packing"],
+        weight_layout=body.get("weight_layout", WEIGHT_LAYOUTS[0]),
         scales=tuple(body["scales"]),
         act_torch=MappingProxyType(dict(sorted(act_torch.items()))),
         weight_torch=MappingProxyType(dict(sorted(weight_torch.items()))),

@@ -22,7 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from moegen.backends import get_backend
-from moegen.core.vocabulary import ACCUMULATE_MODES, ADDRESSING_MODES, Mfma  # noqa: F401  (part of the model)
+from moegen.core.vocabulary import (  # noqa: F401  (part of the model)
+    ACCUMULATE_MODES,
+    ADDRESSING_MODES,
+    WEIGHT_LAYOUTS,
+    Mfma,
+)
 from moegen.spec.errors import Location
 from moegen.spec.located import LList, LMap
 
@@ -51,10 +56,13 @@ DTYPE_KEYS = (
     "weight",
     "weight_bits",
     "packing",
+    "weight_layout",
     "scales",
     "torch_dtype",
     "mfma",
 )
+# weight_layout may be left out: it defaults to the first (today: the only) of WEIGHT_LAYOUTS.
+DTYPE_REQUIRED_KEYS = tuple(k for k in DTYPE_KEYS if k != "weight_layout")
 TORCH_DTYPE_KEYS = ("activation", "weight")
 MFMA_KEYS = ("op", "k", "operand", "width")
 SHAPE_KEYS = ("experts", "model_dim", "inter", "topk")
@@ -96,6 +104,7 @@ class DType:
     weight: str
     weight_bits: int
     packing: int
+    weight_layout: str
     scales: tuple[str, ...]
     act_torch: Mapping[str, str]
     weight_torch: Mapping[str, str]
@@ -273,6 +282,7 @@ class Variant:
             "act_bits": self.dtype.activation_bits,
             "weight_bits": self.dtype.weight_bits,
             "weight_pack": self.dtype.packing,
+            "weight_layout": self.dtype.weight_layout,
             "out_bits": TORCH_DTYPES[self.stored_dtype],
             "accumulate": self.accumulate,
             "preferred": self.preferred,

@@ -27,6 +27,7 @@ _S1_K2 = "generated/tests/test_moe_s1_bf16_per_expert_k2.py"
 _S1_WHOLE = "generated/tests/test_moe_s1_bf16_whole_tensor_k1.py"
 _S2 = "generated/tests/test_moe_s2_bf16_per_expert.py"
 _S2_WHOLE = "generated/tests/test_moe_s2_bf16_whole_tensor.py"
+_EDGES = "tests/test_pipeline_edges.py"
 
 _S2_F16 = "generated/tests/test_moe_s2_fp16_per_expert_out_float16.py"
 _S2_REDUCE = "generated/tests/test_moe_s2_bf16_per_expert_out_bfloat16_reduce.py"
@@ -89,6 +90,42 @@ BUGS: tuple[Bug, ...] = (
         "h = silu(u) * g",
         (_S1, "-k", "boundary"),
         "gate and up halves of W1 exchanged",
+    ),
+    # ---- the pipelined K loop and the preshuffled layout -----------------------------------
+    Bug(
+        "k_loop_even_count_drops_a_tile",
+        "templates/flydsl/_common.j2",
+        "for kt in range(fx.Int32({{ k_tiles }} - 1)):",
+        "for kt in range(fx.Int32(({{ k_tiles }} - 1) // 2 * 2)):",
+        (_EDGES, "-k", "16x64x128-s1-k2-gfx942 or 16x64x128-s1-k4-gfx942"),
+        "a K loop unrolled by two whose remainder is mishandled: exact at odd K-tile counts, "
+        "wrong at even ones (the mirror of upstream's stage 1 dropping the middle tile at odd "
+        "model_dim / tile_k)",
+    ),
+    Bug(
+        "k_loop_missing_barrier",
+        "templates/flydsl/_common.j2",
+        "            store_a_tile(lds, a_dst, (kt + 1) % 2, a_next)\n            workgroup_barrier()\n",
+        "            store_a_tile(lds, a_dst, (kt + 1) % 2, a_next)\n",
+        (_EDGES, "-k", "16x64x128-s1-k3-gfx942"),
+        "the double buffer's barrier dropped: waves read an LDS tile other waves are still "
+        "writing (the emulator's race check reports it)",
+    ),
+    Bug(
+        "lds_swizzle_read_unswizzled",
+        "templates/flydsl/_common.j2",
+        "out.append([r * A_ROW_BYTES + ((u ^ (r % 8)) * 16) for u in unit])",
+        "out.append([r * A_ROW_BYTES + u * 16 for u in unit])",
+        (_EDGES, "-k", "16x64x128-s2-k1-gfx950"),
+        "the activation tile written swizzled to LDS but read back without the swizzle",
+    ),
+    Bug(
+        "preshuffle_k_groups_transposed",
+        "moegen/runtime/preshuffle.py",
+        "    return grouped.permute(0, 1, 3, 4, 2, 5).contiguous().view(w.shape)",
+        "    return grouped.permute(0, 1, 3, 2, 4, 5).contiguous().view(w.shape)",
+        ("tests/test_preshuffle.py", _S1, "-k", "loop or boundary and safe"),
+        "a host preshuffle whose 16-row and 16-byte group order differs from the kernel's",
     ),
     # ---- the spec: every level strict, every name a string -------------------------------
     Bug(

@@ -10,7 +10,7 @@ from typing import Mapping
 
 import flydsl.expr as fx
 from flydsl._mlir import ir
-from flydsl._mlir.dialects import vector
+from flydsl._mlir.dialects import llvm, vector
 from flydsl.expr import rocdl
 from flydsl.runtime.device import get_rocm_arch
 
@@ -35,11 +35,18 @@ def buffer_rsrc(ptr):
     return rocdl.get_buffer_rsrc(rocdl.make_buffer_ptr(ptr))
 
 
-def load_dwords(rsrc, byte_offset, dwords: int):
+# Buffer-load cache policy (the instruction's aux bits): on gfx942/gfx950 bit 1 is `nt`
+# (non-temporal: stream through the caches). Weights are read once per M-block and are far
+# larger than the caches; activations are re-read by every N-block and stay cached.
+CACHE_DEFAULT = 0
+CACHE_NONTEMPORAL = 2
+
+
+def load_dwords(rsrc, byte_offset, dwords: int, cache: int = CACHE_DEFAULT):
     """One buffer_load of `dwords` consecutive dwords at a 32-bit per-lane byte offset."""
     i32 = ir.IntegerType.get_signless(32)
     return rocdl.raw_ptr_buffer_load(
-        ir.VectorType.get([dwords], i32), rsrc, byte_offset, fx.Int32(0), 0
+        ir.VectorType.get([dwords], i32), rsrc, byte_offset, fx.Int32(0), cache
     )
 
 
@@ -53,6 +60,49 @@ def load_operand(rsrc, byte_offset, mfma: Mfma, element_bits: int):
     """This lane's `mfma.width` consecutive K elements of one A or B row, typed for the MFMA."""
     raw = load_dwords(rsrc, byte_offset, mfma.width * element_bits // 32)
     return vector.bitcast(ir.VectorType.get([mfma.width], ir.Type.parse(mfma.operand)), raw)
+
+
+def operand_slices(raw, mfma: Mfma, element_bits: int) -> list:
+    """Split one lane's loaded dword vector into consecutive MFMA operands of `mfma.width`
+    elements each (a 16-byte load of 16-bit values feeds two 16x16x16 or one 16x16x32 MFMA)."""
+    dwords = ir.VectorType(raw.type).shape[0]
+    per_op = mfma.width * element_bits // 32
+    op_type = ir.VectorType.get([mfma.width], ir.Type.parse(mfma.operand))
+    if per_op == dwords:
+        return [vector.bitcast(op_type, raw)]
+    part = ir.VectorType.get([per_op], ir.IntegerType.get_signless(32))
+    return [
+        vector.bitcast(op_type, vector.extract_strided_slice(part, raw, [p * per_op], [per_op], [1]))
+        for p in range(dwords // per_op)
+    ]
+
+
+def lds_alloc(nbytes: int):
+    """!llvm.ptr<3> to a static LDS allocation of `nbytes` bytes (one per kernel)."""
+    return fx.to_llvm_ptr(fx.SharedAllocator().allocate(nbytes)._ptr)
+
+
+def _lds_at(base, byte_offset):
+    i8 = ir.IntegerType.get_signless(8)
+    offset = byte_offset.ir_value() if hasattr(byte_offset, "ir_value") else byte_offset
+    return llvm.getelementptr(base.type, base, [offset], [-2147483648], i8, 0)
+
+
+def lds_store(base, byte_offset, value) -> None:
+    """ds_write of one lane's `value` (a dword vector) at `byte_offset` from the LDS base."""
+    llvm.store(value, _lds_at(base, byte_offset))
+
+
+def lds_load_dwords(base, byte_offset, dwords: int):
+    """ds_read of `dwords` consecutive dwords at `byte_offset` from the LDS base."""
+    i32 = ir.IntegerType.get_signless(32)
+    return llvm.load(ir.VectorType.get([dwords], i32), _lds_at(base, byte_offset))
+
+
+def workgroup_barrier() -> None:
+    """Every wave's earlier LDS writes are visible to every wave after this point (gpu.barrier:
+    FlyDSL 0.5 lowers it to s_barrier between workgroup-scope release/acquire fences)."""
+    fx.gpu.barrier()
 
 
 def load_row_info(rsrc, first_row):
