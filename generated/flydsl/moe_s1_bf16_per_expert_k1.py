@@ -263,6 +263,7 @@ def moe_s1_bf16_per_expert_k1_kernel(
         ]
 
         # Accumulators [gate, up]; in each, i = mi * N_SUBTILES + ni is the 16x16 tile (M subtile mi, N subtile ni).
+        # FlyDSL allows one LDS allocation per kernel: the two activation buffers.
         lds = lds_alloc(2 * A_TILE_BYTES)
         a_src, a_dst = a_staging(ids_rsrc, row0, tokens, a_row, k_begin)
         reads = a_reads(lane_row, k_group)

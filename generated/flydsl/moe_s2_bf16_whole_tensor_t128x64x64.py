@@ -254,6 +254,7 @@ def moe_s2_bf16_whole_tensor_t128x64x64_kernel(
         ]
 
         # One accumulator set; i = mi * N_SUBTILES + ni is the 16x16 tile (M subtile mi, N subtile ni).
+        # FlyDSL allows one LDS allocation per kernel: the two activation buffers.
         lds = lds_alloc(2 * A_TILE_BYTES)
         a_src, a_dst = a_staging(ids_rsrc, row0, tokens, a_row, k_begin)
         reads = a_reads(lane_row, k_group)

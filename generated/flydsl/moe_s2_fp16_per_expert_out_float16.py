@@ -56,7 +56,6 @@ from moegen.backends.flydsl.epilogue import (
     ACC_TILE_BYTES,
     atomic_add_pair,
     column_pair,
-    lds_scratch,
     load_f32,
     stage_accumulator,
 )
@@ -264,7 +263,8 @@ def moe_s2_fp16_per_expert_out_float16_kernel(
         ]
 
         # One accumulator set; i = mi * N_SUBTILES + ni is the 16x16 tile (M subtile mi, N subtile ni).
-        lds = lds_alloc(2 * A_TILE_BYTES)
+        # FlyDSL allows one LDS allocation per kernel: the two activation buffers, then the epilogue's scratch.
+        lds = lds_alloc(2 * A_TILE_BYTES + WAVES * ACC_TILE_BYTES)
         a_src, a_dst = a_staging(ids_rsrc, row0, tokens, a_row, k_begin)
         reads = a_reads(lane_row, k_group)
         store_a_tile(lds, a_dst, 0, load_a_tile(a2_rsrc, a_src, 0))
@@ -298,16 +298,16 @@ def moe_s2_fp16_per_expert_out_float16_kernel(
         # (moegen.backends.flydsl.epilogue: wave-private, no barrier) so that a lane holds a pair.
         out_rsrc = buffer_rsrc(fx.get_iter(Out))
         weights_rsrc = buffer_rsrc(fx.get_iter(SortedWeights))
-        scratch = lds_scratch(WAVES * ACC_TILE_BYTES)
-        wave_tile = wave * ACC_TILE_BYTES  # this wave's scratch tile
+        # This wave's scratch tile sits past the two activation buffers of the K loop's LDS.
+        wave_tile = 2 * A_TILE_BYTES + wave * ACC_TILE_BYTES
         for mi in fx.range_constexpr(M_SUBTILES):
             for ni in fx.range_constexpr(N_SUBTILES):
-                stage_accumulator(scratch, wave_tile, acc[mi * N_SUBTILES + ni], k_group, lane_row)
+                stage_accumulator(lds, wave_tile, acc[mi * N_SUBTILES + ni], k_group, lane_row)
                 for half in fx.range_constexpr(2):
                     # 128 column pairs per tile: lane + 64 * half is (row, pair) = divmod(., 8)
                     row = lane // 8 + half * 8
                     column = (lane % 8) * 2
-                    pair = column_pair(scratch, wave_tile, row, column)
+                    pair = column_pair(lds, wave_tile, row, column)
                     sorted_row = row0 + mi * 16 + row
                     token = load_i32(ids_rsrc, sorted_row * ROUTING_BYTES) & TOKEN_MASK
                     # Padding rows (token == tokens) are never stored.

@@ -26,11 +26,6 @@ def _value(x):
     return x.ir_value() if hasattr(x, "ir_value") else x
 
 
-def lds_scratch(nbytes: int):
-    """!llvm.ptr<3> to a static LDS allocation of `nbytes` bytes (one per kernel call site)."""
-    return fx.to_llvm_ptr(fx.SharedAllocator().allocate(nbytes)._ptr)
-
-
 def _lds_at(base, byte_offset):
     i8 = ir.IntegerType.get_signless(8)
     return llvm.getelementptr(base.type, base, [_value(byte_offset)], [-2147483648], i8, 0)
