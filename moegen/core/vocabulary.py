@@ -28,6 +28,13 @@ ADDRESSING_MODES = ("whole_tensor", "per_expert")
 """How a kernel reaches the expert weights: one buffer resource over the whole tensor, or one
 rebased to each expert in 64-bit arithmetic."""
 
+BACKENDS = ("flydsl",)
+"""The kernel languages a variant may be generated in (variants.yaml's `backend` axis); each is a
+subpackage of moegen.backends."""
+DEFAULT_BACKEND = "flydsl"
+"""The backend of a variant that names none. Its variants' names and parameters leave the backend
+out, so adding the axis changed nothing they render to."""
+
 # ---- sizes -----------------------------------------------------------------------------------
 GIB = 2**30
 

@@ -29,6 +29,8 @@ from moegen.spec.located import LList, LMap
 from moegen.spec.model import (
     ADDRESSING_MODES,
     AXES,
+    BACKENDS,
+    DEFAULT_BACKEND,
     STAGES,
     TILE_KEYS,
     TORCH_DTYPES,
@@ -44,6 +46,7 @@ BUILTIN_DEFAULTS = {
     "doweight": False,
     "out_dtype": "float32",
     "preferred": False,
+    "backend": DEFAULT_BACKEND,
 }
 
 
@@ -58,12 +61,15 @@ def variant_name(
     out_dtype: str,
     default_tile: tuple[int, int, int] | None,
     default_out: str,
+    backend: str = DEFAULT_BACKEND,
+    default_backend: str = DEFAULT_BACKEND,
 ) -> str:
     """A readable identifier that is a pure function of the variant's parameters.
 
     Parameters equal to the spec's defaults are left out, so the common case reads
     `moe_s1_bf16_per_expert_k2`; a non-default tile adds `_t32x128x64`, a stage-1 routing-weight
-    multiply `_w`, a non-default stage-2 output dtype `_out_bfloat16`.
+    multiply `_w`, a non-default stage-2 output dtype `_out_bfloat16`, a backend other than the
+    default one `_triton`.
     """
     parts = [f"moe_s{stage}", dtype, addressing]
     if stage == 1:
@@ -74,6 +80,8 @@ def variant_name(
         parts.append("w")
     if stage == 2 and out_dtype != default_out:
         parts.append(f"out_{out_dtype}")
+    if backend != default_backend:
+        parts.append(backend)
     return "_".join(parts)
 
 
@@ -122,6 +130,8 @@ class _Expander:
             )
         if key == "addressing":
             return expect_choice(value, ADDRESSING_MODES, loc, "addressing", errs)
+        if key == "backend":
+            return expect_choice(value, BACKENDS, loc, "backend", errs)
         if key == "stage":
             return expect_choice(value, STAGES, loc, "stage", errs)
         if key == "split_k":
@@ -274,6 +284,8 @@ class _Expander:
             out_dtype=out_dtype,
             default_tile=defaults["tile"],
             default_out=defaults["out_dtype"],
+            backend=merged["backend"],
+            default_backend=defaults["backend"],
         )
         v = Variant(
             name=name,
@@ -290,6 +302,7 @@ class _Expander:
             preferred=merged["preferred"],
             source=src,
             shapes=spec.shapes,
+            backend=merged["backend"],
         )
         for problem in get_backend(v.backend).check_tiles(v):
             self.error(loc, f"{name}: {problem}", "change the tile in variants.yaml")

@@ -22,7 +22,12 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping
 
 from moegen.backends import get_backend
-from moegen.core.vocabulary import ADDRESSING_MODES, Mfma  # noqa: F401  (part of the model)
+from moegen.core.vocabulary import (  # noqa: F401  (part of the model)
+    ADDRESSING_MODES,
+    BACKENDS,
+    DEFAULT_BACKEND,
+    Mfma,
+)
 from moegen.spec.errors import Location
 from moegen.spec.located import LList, LMap
 
@@ -70,8 +75,18 @@ VARIANT_KEYS = (
     "doweight",
     "out_dtype",
     "preferred",
+    "backend",
 )
-AXES = ("dtype", "addressing", "stage", "split_k", "doweight", "out_dtype", "preferred")
+AXES = (
+    "dtype",
+    "addressing",
+    "stage",
+    "split_k",
+    "doweight",
+    "out_dtype",
+    "preferred",
+    "backend",
+)
 
 
 @dataclass(frozen=True)
@@ -143,7 +158,7 @@ class Variant:
     preferred: bool
     source: Source = field(compare=False, repr=False)
     shapes: tuple[Shape, ...] = field(default=(), compare=False, repr=False)
-    backend: str = "flydsl"  # moegen.backends.BACKENDS; renders with that backend's templates
+    backend: str = DEFAULT_BACKEND  # one of BACKENDS; renders with that backend's templates
 
     # --- paths: derived from the name in this one place ---------------------------------
     @property
@@ -190,8 +205,11 @@ class Variant:
 
     @property
     def params(self) -> dict[str, Any]:
-        """The resolved parameters, in a fixed order (header, `moegen list`, manifest)."""
-        return {
+        """The resolved parameters, in a fixed order (header, `moegen list`, manifest).
+
+        The backend is named only where it is not the default one: the default backend's
+        output stayed byte-identical when the `backend` axis was added."""
+        params = {
             "dtype": self.dtype.name,
             "addressing": self.addressing,
             "stage": self.stage,
@@ -202,6 +220,9 @@ class Variant:
             "out_dtype": self.stored_dtype,
             "preferred": self.preferred,
         }
+        if self.backend != DEFAULT_BACKEND:
+            params["backend"] = self.backend
+        return params
 
     @property
     def runtime_info(self) -> dict[str, Any]:
