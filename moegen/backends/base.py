@@ -29,6 +29,14 @@ class Backend(ABC):
     #: the module of device helpers its generated kernels import (the only moegen module
     #: besides moegen.runtime they may import)
     device_module: str
+    #: the vendors of the archs it can compile for (variants.yaml `archs.<arch>.vendor`)
+    vendors: tuple[str, ...] = ("amd",)
+    #: the per-arch tables of a dtype its templates read (`dtypes.<d>.<table>.<arch>`)
+    dtype_tables: tuple[str, ...] = ("mfma", "torch_dtype")
+    #: whether its variants take `configs:` (tile regimes by token count) in variants.yaml
+    tile_configs: bool = False
+    #: the template of each variant's generated boundary test, relative to templates/
+    test_template: str = "tests/test_boundary.py.j2"
 
     def module_relpath(self, variant_name: str) -> str:
         """A variant's kernel module, relative to generated/."""

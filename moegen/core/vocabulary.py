@@ -28,12 +28,18 @@ ADDRESSING_MODES = ("whole_tensor", "per_expert")
 """How a kernel reaches the expert weights: one buffer resource over the whole tensor, or one
 rebased to each expert in 64-bit arithmetic."""
 
-BACKENDS = ("flydsl",)
+BACKENDS = ("flydsl", "triton")
 """The kernel languages a variant may be generated in (variants.yaml's `backend` axis); each is a
 subpackage of moegen.backends."""
 DEFAULT_BACKEND = "flydsl"
 """The backend of a variant that names none. Its variants' names and parameters leave the backend
 out, so adding the axis changed nothing they render to."""
+
+VENDORS = ("amd", "nvidia")
+"""Who makes an arch (variants.yaml `archs.<arch>.vendor`): decides which backends can target it
+and which offset lines apply there (moegen.core.address_model.offset_line)."""
+DEFAULT_VENDOR = "amd"
+"""An arch that names no vendor (every arch of the FlyDSL-only spec) is AMD's."""
 
 # ---- sizes -----------------------------------------------------------------------------------
 GIB = 2**30

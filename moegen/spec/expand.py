@@ -9,6 +9,8 @@ from __future__ import annotations
 import fnmatch
 import itertools
 from collections.abc import Hashable
+from dataclasses import replace
+from types import MappingProxyType
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
@@ -29,6 +31,8 @@ from moegen.spec.located import LList, LMap
 from moegen.spec.model import (
     ADDRESSING_MODES,
     AXES,
+    CONFIG_KEYS,
+    DType,
     BACKENDS,
     DEFAULT_BACKEND,
     STAGES,
@@ -37,6 +41,7 @@ from moegen.spec.model import (
     VARIANT_KEYS,
     Source,
     Spec,
+    TileRegime,
     Variant,
 )
 
@@ -47,6 +52,7 @@ BUILTIN_DEFAULTS = {
     "out_dtype": "float32",
     "preferred": False,
     "backend": DEFAULT_BACKEND,
+    "configs": None,
 }
 
 
@@ -83,6 +89,18 @@ def variant_name(
     if backend != default_backend:
         parts.append(backend)
     return "_".join(parts)
+
+
+def _for_archs(dt: DType, archs: Sequence[str]) -> DType:
+    """The dtype as a variant sees it: its per-arch tables cut to the variant's archs (an arch
+    another backend's variants add to a dtype changes nothing this variant renders)."""
+
+    def cut(table):
+        return MappingProxyType({a: table[a] for a in table if a in archs})
+
+    return replace(
+        dt, act_torch=cut(dt.act_torch), weight_torch=cut(dt.weight_torch), mfma=cut(dt.mfma)
+    )
 
 
 def _tile_of(value: LMap, base: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
@@ -161,6 +179,8 @@ class _Expander:
                 self.error(loc, "archs lists an arch twice", "list each arch once")
                 ok = False
             return ok
+        if key == "configs":
+            return self.check_configs(value, loc)
         if key == "tile":
             if not expect_map(value, loc, "tile", errs):
                 return False
@@ -171,6 +191,38 @@ class _Expander:
                     expect_int(value[k], value.at(k), f"tile {k}", errs)
             return len(errs) == n0
         raise AssertionError(key)
+
+    def check_configs(self, value: Any, loc: Location) -> bool:
+        """`configs:`: a non-empty list of tile regimes, ascending by `tokens`."""
+        errs = self.errors
+        if not isinstance(value, LList) or not value:
+            self.error(
+                loc,
+                f"configs must be a non-empty list of tile regimes, not {type_name(value)}",
+                "write configs: [{tokens: 64, m: 16, n: 64, k: 128, warps: 4, stages: 4}]",
+            )
+            return False
+        n0 = len(errs)
+        last = 0
+        for i, entry in enumerate(value):
+            iloc = value.item_loc[i]
+            if not expect_map(entry, iloc, "a configs entry", errs):
+                continue
+            check_keys(entry, CONFIG_KEYS, "a configs entry", errs, required=CONFIG_KEYS)
+            for k in CONFIG_KEYS:
+                if k in entry and expect_int(entry[k], entry.at(k), f"configs {k}", errs):
+                    if entry[k] < 1:
+                        self.error(entry.at(k), f"configs {k}={entry[k]} must be >= 1", "")
+            tokens = entry.get("tokens")
+            if isinstance(tokens, int) and not isinstance(tokens, bool):
+                if tokens <= last:
+                    self.error(
+                        entry.at("tokens"),
+                        f"configs tokens={tokens} must be larger than the previous entry's {last}",
+                        "list the regimes by ascending token count",
+                    )
+                last = max(last, tokens)
+        return len(errs) == n0
 
     def check_fields(self, m: LMap, keys: Iterable[str]) -> bool:
         ok = True
@@ -238,11 +290,22 @@ class _Expander:
             )
             ok = False
         dt = spec.dtypes[merged["dtype"]]
+        backend = get_backend(merged["backend"])
         for arch in merged["archs"]:
+            vendor = spec.archs[arch].vendor
+            if vendor not in backend.vendors:
+                self.error(
+                    loc,
+                    f"backend {backend.name!r} cannot target arch {arch!r} (vendor {vendor}; "
+                    f"it targets {', '.join(backend.vendors)})",
+                    f"drop {arch} from this variant's archs, or use a backend that targets {vendor}",
+                )
+                ok = False
+                continue
             lacks = [
                 s
                 for s, table in (("mfma", dt.mfma), ("torch_dtype", dt.act_torch))
-                if arch not in table
+                if s in backend.dtype_tables and arch not in table
             ]
             if lacks:
                 self.error(
@@ -272,6 +335,21 @@ class _Expander:
                         "use out_dtype: float32, or drop the arch",
                     )
                     ok = False
+        configs = merged["configs"]
+        if configs is not None and not backend.tile_configs:
+            self.error(
+                loc,
+                f"backend {backend.name!r} takes no `configs:` (its tile is `tile:`)",
+                "remove configs, or set backend to one that takes tile regimes",
+            )
+            ok = False
+        if configs is None and backend.tile_configs:
+            self.error(
+                loc,
+                f"backend {backend.name!r} needs `configs:`, its tile regimes by token count",
+                "add configs: [{tokens: 64, m: 16, n: 64, k: 128, warps: 4, stages: 4}, ...]",
+            )
+            ok = False
         if not ok:
             return None
         name = explicit_name or variant_name(
@@ -289,7 +367,7 @@ class _Expander:
         )
         v = Variant(
             name=name,
-            dtype=dt,
+            dtype=_for_archs(dt, merged["archs"]),
             addressing=merged["addressing"],
             stage=stage,
             split_k=split_k,
@@ -303,8 +381,12 @@ class _Expander:
             source=src,
             shapes=spec.shapes,
             backend=merged["backend"],
+            configs=tuple(
+                TileRegime(*(c[k] for k in CONFIG_KEYS)) for c in (configs or ())
+            ),
+            arch_vendors={a: spec.archs[a].vendor for a in merged["archs"]},
         )
-        for problem in get_backend(v.backend).check_tiles(v):
+        for problem in backend.check_tiles(v):
             self.error(loc, f"{name}: {problem}", "change the tile in variants.yaml")
             ok = False
         for shape in spec.shapes:

@@ -26,6 +26,8 @@ from moegen.core.vocabulary import (  # noqa: F401  (part of the model)
     ADDRESSING_MODES,
     BACKENDS,
     DEFAULT_BACKEND,
+    DEFAULT_VENDOR,
+    VENDORS,
     Mfma,
 )
 from moegen.spec.errors import Location
@@ -49,7 +51,7 @@ REQUIRED_SHAPES = ("small", "production")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
 
 TOP_KEYS = ("version", "archs", "dtypes", "shapes", "defaults", "matrix", "variants")
-ARCH_KEYS = ("atomics",)
+ARCH_KEYS = ("atomics", "vendor")
 DTYPE_KEYS = (
     "activation",
     "activation_bits",
@@ -64,6 +66,9 @@ TORCH_DTYPE_KEYS = ("activation", "weight")
 MFMA_KEYS = ("op", "k", "operand", "width")
 SHAPE_KEYS = ("experts", "model_dim", "inter", "topk")
 TILE_KEYS = ("m", "n", "k")
+# One tile regime of a backend that takes them (Triton): the largest token count it serves
+# (the last one also serves every larger count), its tile, warps and pipeline stages.
+CONFIG_KEYS = ("tokens", "m", "n", "k", "warps", "stages")
 # Keys a variant may carry (defaults, matrix blocks and explicit entries share them).
 VARIANT_KEYS = (
     "dtype",
@@ -76,6 +81,7 @@ VARIANT_KEYS = (
     "out_dtype",
     "preferred",
     "backend",
+    "configs",
 )
 AXES = (
     "dtype",
@@ -118,6 +124,19 @@ class DType:
 class Arch:
     name: str
     atomics: tuple[str, ...]
+    vendor: str = DEFAULT_VENDOR  # one of VENDORS
+
+
+@dataclass(frozen=True)
+class TileRegime:
+    """A tile config used up to `tokens` tokens (Triton variants' `configs:`)."""
+
+    tokens: int
+    m: int
+    n: int
+    k: int
+    warps: int
+    stages: int
 
 
 @dataclass(frozen=True)
@@ -159,6 +178,10 @@ class Variant:
     source: Source = field(compare=False, repr=False)
     shapes: tuple[Shape, ...] = field(default=(), compare=False, repr=False)
     backend: str = DEFAULT_BACKEND  # one of BACKENDS; renders with that backend's templates
+    # Tile regimes by token count, ascending (backends with `tile_configs` only).
+    configs: tuple[TileRegime, ...] = ()
+    # arch -> vendor of each declared arch (archs.<arch>.vendor)
+    arch_vendors: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     # --- paths: derived from the name in this one place ---------------------------------
     @property
@@ -227,7 +250,7 @@ class Variant:
     @property
     def runtime_info(self) -> dict[str, Any]:
         """Plain values a generated module keeps as VARIANT (read by guards and dispatch)."""
-        return {
+        info = {
             "name": self.name,
             "stage": self.stage,
             "dtype": self.dtype.name,
@@ -245,6 +268,11 @@ class Variant:
             "out_bits": TORCH_DTYPES[self.stored_dtype],
             "preferred": self.preferred,
         }
+        if self.backend != DEFAULT_BACKEND:
+            # The address model's line depends on the backend and on its targets' vendors.
+            info["backend"] = self.backend
+            info["targets"] = {arch: self.arch_vendors[arch] for arch in self.archs}
+        return info
 
 
 @dataclass(frozen=True)
