@@ -36,6 +36,7 @@ VARIANTS = (
         split_k=1,
         addressing="per_expert",
         preferred=False,
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s1_bf16_per_expert_k2",
@@ -54,6 +55,7 @@ VARIANTS = (
         split_k=2,
         addressing="per_expert",
         preferred=False,
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s1_bf16_whole_tensor_k1",
@@ -71,7 +73,8 @@ VARIANTS = (
         stage=1,
         split_k=1,
         addressing="whole_tensor",
-        preferred=False,
+        preferred=True,
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s1_bf16_whole_tensor_k2",
@@ -89,7 +92,8 @@ VARIANTS = (
         stage=1,
         split_k=2,
         addressing="whole_tensor",
-        preferred=False,
+        preferred=True,
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s1_fp16_per_expert_k1",
@@ -108,6 +112,7 @@ VARIANTS = (
         split_k=1,
         addressing="per_expert",
         preferred=False,
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s1_fp16_per_expert_k2",
@@ -126,6 +131,7 @@ VARIANTS = (
         split_k=2,
         addressing="per_expert",
         preferred=False,
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s1_fp16_whole_tensor_k1",
@@ -143,7 +149,8 @@ VARIANTS = (
         stage=1,
         split_k=1,
         addressing="whole_tensor",
-        preferred=False,
+        preferred=True,
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s1_fp16_whole_tensor_k2",
@@ -161,7 +168,8 @@ VARIANTS = (
         stage=1,
         split_k=2,
         addressing="whole_tensor",
-        preferred=False,
+        preferred=True,
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s2_bf16_per_expert",
@@ -180,6 +188,7 @@ VARIANTS = (
         split_k=1,
         addressing="per_expert",
         preferred=False,
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s2_bf16_whole_tensor",
@@ -197,7 +206,8 @@ VARIANTS = (
         stage=2,
         split_k=1,
         addressing="whole_tensor",
-        preferred=False,
+        preferred=True,
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s2_fp16_per_expert",
@@ -216,6 +226,7 @@ VARIANTS = (
         split_k=1,
         addressing="per_expert",
         preferred=False,
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s2_fp16_whole_tensor",
@@ -233,23 +244,28 @@ VARIANTS = (
         stage=2,
         split_k=1,
         addressing="whole_tensor",
-        preferred=False,
+        preferred=True,
+        backend="triton",
     ),
 )
 
 
-def select_variant(dtype: str, stage: int, split_k: int = 1, **problem: int) -> RegisteredVariant:
+def select_variant(
+    dtype: str, stage: int, split_k: int = 1, backend: str = "flydsl", **problem: int
+) -> RegisteredVariant:
     """The registry entry to use for a problem given as experts/model_dim/inter/tokens/topk."""
-    return select(VARIANTS, dtype=dtype, stage=stage, split_k=split_k, **problem)
+    return select(VARIANTS, dtype=dtype, stage=stage, split_k=split_k, backend=backend, **problem)
 
 
-def auto_stage1(dtype: str, x, w1, *, topk: int, split_k: int = 1) -> ModuleType:
+def auto_stage1(
+    dtype: str, x, w1, *, topk: int, split_k: int = 1, backend: str = "flydsl"
+) -> ModuleType:
     """The stage-1 kernel module for x [tokens, model_dim] and w1 [E, 2 * inter, model_dim]."""
     problem = problem_of(1, x.shape, w1.shape, topk)
-    return select_variant(dtype, 1, split_k, **problem).load()
+    return select_variant(dtype, 1, split_k, backend, **problem).load()
 
 
-def auto_stage2(dtype: str, a2, w2, *, topk: int) -> ModuleType:
+def auto_stage2(dtype: str, a2, w2, *, topk: int, backend: str = "flydsl") -> ModuleType:
     """The stage-2 kernel module for a2 [tokens * topk, inter] and w2 [E, model_dim, inter]."""
     problem = problem_of(2, a2.shape, w2.shape, topk)
-    return select_variant(dtype, 2, 1, **problem).load()
+    return select_variant(dtype, 2, 1, backend, **problem).load()

@@ -37,7 +37,6 @@ from moegen.core.address_model import BoundaryCase
 EXECUTOR = harness.use_interpreter_without_gpu()  # before the kernel module is imported
 
 from generated.triton import moe_s2_bf16_per_expert_triton as kernel  # noqa: E402
-from moegen.harness import boundary  # noqa: E402
 
 ARCHS = ["sm90", "gfx942", "gfx950"]
 # The arch whose dtypes the test uses: a ROCm torch runs the first AMD arch, else the first.
@@ -56,7 +55,7 @@ on_interpreter = pytest.mark.skipif(
 
 # (label, inter, experts, topk, tokens): shapes the variant can address; each must match the
 # fp32 reference row by row.
-RUNNABLE = boundary.cases(
+RUNNABLE = harness.cases(
     [
         ("safe", 384, 128, 4, "decode"),  # W2 0.56 GiB
         ("safe", 384, 128, 4, "prefill"),  # W2 0.56 GiB
@@ -72,7 +71,7 @@ RUNNABLE = boundary.cases(
     addressable=True,
 )
 # Shapes past the variant's line: the launcher must refuse them before any launch.
-REFUSED = boundary.cases(
+REFUSED = harness.cases(
     [
         ("own_above", 349568, 2, 2, "decode"),  # W2 8.00 GiB
         ("own_above", 349568, 2, 2, "prefill"),  # W2 8.00 GiB

@@ -10,7 +10,7 @@
 #   archs       ["sm90", "gfx942", "gfx950"]
 #   doweight    false
 #   out_dtype   "bfloat16"
-#   preferred   false
+#   preferred   true
 #   backend     "triton"
 """MoE stage 1 (split-K, 2 K slices), Triton: gate/up GEMM of each routed row with its expert's W1.
 
@@ -58,7 +58,7 @@ VARIANT = {
     "weight_bits": 16,
     "weight_pack": 1,
     "out_bits": 16,
-    "preferred": False,
+    "preferred": True,
     "backend": "triton",
     "targets": {"sm90": "nvidia", "gfx942": "amd", "gfx950": "amd"},
 }
@@ -69,9 +69,9 @@ WEIGHT_DTYPES = {"gfx942": "bfloat16", "gfx950": "bfloat16", "sm90": "bfloat16"}
 # Tile regimes from variants.yaml (`configs:`), by token count: tuned on the device, never
 # autotuned at run time. block_m is also the routing block size (moe_sorting's `block`).
 CONFIGS = (
-    TileConfig(max_tokens=64, block_m=16, block_n=64, block_k=128, warps=4, stages=4),
-    TileConfig(max_tokens=512, block_m=32, block_n=64, block_k=128, warps=4, stages=4),
-    TileConfig(max_tokens=None, block_m=64, block_n=128, block_k=64, warps=8, stages=3),
+    TileConfig(max_tokens=64, block_m=16, block_n=64, block_k=128, warps=4, stages=3),
+    TileConfig(max_tokens=512, block_m=16, block_n=64, block_k=128, warps=4, stages=3),
+    TileConfig(max_tokens=None, block_m=128, block_n=64, block_k=64, warps=8, stages=3),
 )
 
 SPLIT_K = 2  # grid z: each program reduces one model_dim / SPLIT_K slice

@@ -10,7 +10,7 @@
 #   archs       ["sm90", "gfx942", "gfx950"]
 #   doweight    false
 #   out_dtype   "float16"
-#   preferred   false
+#   preferred   true
 #   backend     "triton"
 """MoE stage 1 (fused), Triton: gate/up GEMM of each routed row with its expert's W1.
 
@@ -55,7 +55,7 @@ VARIANT = {
     "weight_bits": 16,
     "weight_pack": 1,
     "out_bits": 16,
-    "preferred": False,
+    "preferred": True,
     "backend": "triton",
     "targets": {"sm90": "nvidia", "gfx942": "amd", "gfx950": "amd"},
 }
@@ -66,9 +66,9 @@ WEIGHT_DTYPES = {"gfx942": "float16", "gfx950": "float16", "sm90": "float16"}
 # Tile regimes from variants.yaml (`configs:`), by token count: tuned on the device, never
 # autotuned at run time. block_m is also the routing block size (moe_sorting's `block`).
 CONFIGS = (
-    TileConfig(max_tokens=64, block_m=16, block_n=64, block_k=128, warps=4, stages=4),
-    TileConfig(max_tokens=512, block_m=32, block_n=64, block_k=128, warps=4, stages=4),
-    TileConfig(max_tokens=None, block_m=64, block_n=128, block_k=64, warps=8, stages=3),
+    TileConfig(max_tokens=64, block_m=16, block_n=64, block_k=256, warps=4, stages=4),
+    TileConfig(max_tokens=512, block_m=16, block_n=128, block_k=128, warps=4, stages=4),
+    TileConfig(max_tokens=None, block_m=128, block_n=128, block_k=64, warps=8, stages=4),
 )
 
 SPLIT_K = 1

@@ -27,6 +27,7 @@ class RegisteredVariant:
     split_k: int
     addressing: str
     preferred: bool
+    backend: str = "flydsl"  # the registry names it where it is not the default backend
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -65,9 +66,17 @@ def problem_of(stage: int, act_shape: Sequence[int], w_shape: Sequence[int], top
     )
 
 
-def candidates(entries: Sequence[RegisteredVariant], *, dtype: str, stage: int, split_k: int) -> list[RegisteredVariant]:
-    """The matching entries, preferred first, then by name (deterministic)."""
-    found = [e for e in entries if (e.dtype, e.stage, e.split_k) == (dtype, stage, split_k)]
+def candidates(
+    entries: Sequence[RegisteredVariant],
+    *,
+    dtype: str,
+    stage: int,
+    split_k: int,
+    backend: str = "flydsl",
+) -> list[RegisteredVariant]:
+    """The matching entries of one backend, preferred first, then by name (deterministic)."""
+    want = (dtype, stage, split_k, backend)
+    found = [e for e in entries if (e.dtype, e.stage, e.split_k, e.backend) == want]
     return sorted(found, key=lambda e: (not e.preferred, e.name))
 
 
@@ -77,6 +86,7 @@ def select(
     dtype: str,
     stage: int,
     split_k: int = 1,
+    backend: str = "flydsl",
     experts: int,
     model_dim: int,
     inter: int,
@@ -84,12 +94,14 @@ def select(
     topk: int,
 ) -> RegisteredVariant:
     """The first candidate (preferred first) that can address this problem."""
-    cands = candidates(entries, dtype=dtype, stage=stage, split_k=split_k)
+    cands = candidates(entries, dtype=dtype, stage=stage, split_k=split_k, backend=backend)
     what = f"dtype={dtype} stage={stage} split_k={split_k}"
+    if backend != "flydsl":
+        what += f" backend={backend}"
     if not cands:
-        declared = sorted({(e.dtype, e.stage, e.split_k) for e in entries})
+        declared = sorted({(e.dtype, e.stage, e.split_k, e.backend) for e in entries})
         raise NoAddressableVariant(
-            f"no variant in variants.yaml has {what}; declared (dtype, stage, split_k): {declared}. "
+            f"no variant in variants.yaml has {what}; declared (dtype, stage, split_k, backend): {declared}. "
             "Add one to variants.yaml and run `moegen render`."
         )
     reasons = []

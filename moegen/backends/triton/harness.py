@@ -20,7 +20,7 @@ from types import ModuleType
 
 import torch
 
-from moegen.core.address_model import BoundaryCase
+from moegen.core.address_model import TOKEN_COUNTS, BoundaryCase
 from moegen.core.vocabulary import TOKEN_BITS, TOKEN_MASK
 from moegen.harness import verdict
 from moegen.runtime import launch, reference, routing
@@ -33,6 +33,14 @@ def use_interpreter_without_gpu() -> str:
         return "gpu"
     os.environ["TRITON_INTERPRET"] = "1"
     return "interpreter"
+
+
+def cases(rows: list[tuple[str, int, int, int, str]], *, addressable: bool) -> list[BoundaryCase]:
+    """BoundaryCases from the (label, inter, experts, topk, tokens label) rows a test lists."""
+    return [
+        BoundaryCase(label, inter, experts, topk, tokens, TOKEN_COUNTS[tokens], addressable)
+        for label, inter, experts, topk, tokens in rows
+    ]
 
 
 def sorted_routing(module: ModuleType, case: BoundaryCase, seed: int = 0):
@@ -78,6 +86,15 @@ def _rows(sorted_ids: torch.Tensor, expert_ids: torch.Tensor, tokens: int, block
         if token < tokens:
             out.append((token, packed >> TOKEN_BITS, int(expert_ids[r // block])))
     return out
+
+
+def _accumulation(executor: str, k: int) -> float:
+    """The fp32 accumulation term of the verdict's bound: a GPU's matrix units may truncate
+    their accumulator each MMA step (verdict.tensor_core_accumulation_rtol); the interpreter
+    sums in numpy float32 (the default term)."""
+    if executor == "gpu":
+        return verdict.tensor_core_accumulation_rtol(k)
+    return verdict.ACCUMULATION_RTOL
 
 
 def run_case(
@@ -132,6 +149,7 @@ def run_case(
             keys,
             out_dtype=out.dtype,
             slab_bytes=verdict.slab_bytes(w),
+            accumulation=_accumulation(executor, D),
         )
     cols = edge_columns(D, cfg.block_n)
     w = torch.empty(E, D, inter, dtype=wdt, device=device)
@@ -163,6 +181,7 @@ def run_case(
         keys,
         out_dtype=out.dtype,
         slab_bytes=verdict.slab_bytes(w),
+        accumulation=_accumulation(executor, inter),
     )
 
 
