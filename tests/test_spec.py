@@ -391,3 +391,83 @@ def test_backend_errors_name_the_allowed_ones(mini):
     assert all("is not one of: flydsl" in ln for ln in backend_lines), err
     # each at its own line
     assert len({ln.split(":")[1] for ln in backend_lines}) == 4, err
+
+
+# ---------------------------------------------------------------------------------------------
+# a second backend: archs of another vendor, tile regimes (`configs:`) where the backend takes
+# them, each mistake reported at its place with the fix.
+
+SM90 = _apply(
+    [
+        _sub(
+            "  gfx950: {atomics: [float32, bfloat16]}\n",
+            "  gfx950: {atomics: [float32, bfloat16]}\n  sm90: {atomics: [float32], vendor: nvidia}\n",
+        ),
+        _sub(
+            "      gfx950: {activation: bfloat16, weight: bfloat16}\n",
+            "      gfx950: {activation: bfloat16, weight: bfloat16}\n"
+            "      sm90: {activation: bfloat16, weight: bfloat16}\n",
+        ),
+    ],
+    MINI_TEXT,
+)
+TRITON_ENTRY = (
+    "  - {backend: triton, archs: [sm90, gfx942], dtype: bf16, addressing: per_expert, stage: 2,\n"
+    "     configs: [{tokens: 64, m: 16, n: 64, k: 128, warps: 4, stages: 4},\n"
+    "               {tokens: 4096, m: 64, n: 128, k: 64, warps: 8, stages: 3}]}\n"
+)
+
+
+def test_triton_variant_with_configs_lists(mini):
+    rows = _listed(mini, SM90 + TRITON_ENTRY)
+    (row,) = [r for r in rows if r.get("backend") == "triton"]
+    assert row["name"] == "moe_s2_bf16_per_expert_triton"
+    assert row["module"] == "generated/triton/moe_s2_bf16_per_expert_triton.py"
+    assert row["archs"] == ["sm90", "gfx942"]
+    assert len(rows) == 8  # the mini spec's 7 FlyDSL variants are unchanged beside it
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        # FlyDSL cannot target an NVIDIA arch
+        (
+            lambda t: t + "  - {dtype: bf16, addressing: per_expert, stage: 2, archs: [sm90]}\n",
+            "backend 'flydsl' cannot target arch 'sm90' (vendor nvidia; it targets amd)",
+        ),
+        # an unknown vendor
+        (
+            _sub("sm90: {atomics: [float32], vendor: nvidia}", "sm90: {atomics: [float32], vendor: nvdia}"),
+            "arch 'sm90': vendor 'nvdia' is not one of: amd, nvidia",
+        ),
+        # Triton needs its tile regimes ...
+        (
+            lambda t: t + TRITON_ENTRY.replace(",\n     configs: [{tokens: 64, m: 16, n: 64, k: 128, warps: 4, stages: 4},\n               {tokens: 4096, m: 64, n: 128, k: 64, warps: 8, stages: 3}]", ""),
+            "backend 'triton' needs `configs:`",
+        ),
+        # ... FlyDSL takes none
+        (
+            _sub("    split_k: [1, 2]\n", "    split_k: [1, 2]\n    configs: [{tokens: 1, m: 16, n: 64, k: 64, warps: 4, stages: 2}]\n"),
+            "backend 'flydsl' takes no `configs:`",
+        ),
+        # regimes ascend by token count
+        (
+            lambda t: t + TRITON_ENTRY.replace("tokens: 4096", "tokens: 64"),
+            "configs tokens=64 must be larger than the previous entry's 64",
+        ),
+        # every key of a regime, no unknown one
+        (
+            lambda t: t + TRITON_ENTRY.replace("warps: 8, stages: 3", "warps: 8, stage: 3"),
+            "unknown key 'stage' in a configs entry; allowed keys: tokens, m, n, k, warps, stages",
+        ),
+        # what the Triton templates cannot handle
+        (
+            lambda t: t + TRITON_ENTRY.replace("m: 64, n: 128", "m: 48, n: 128"),
+            "configs[1] (tokens <= 4096): m=48 must be a power of two >= 16",
+        ),
+    ],
+)
+def test_backend_arch_and_config_errors(mini, edit, message):
+    rc, err = _validate(mini, edit(SM90))
+    _check_output(rc, err)
+    assert rc == 1 and message in err, err

@@ -66,8 +66,8 @@ WEIGHT_DTYPES = {"gfx942": "float16", "gfx950": "float16", "sm90": "float16"}
 # Tile regimes from variants.yaml (`configs:`), by token count: tuned on the device, never
 # autotuned at run time. block_m is also the routing block size (moe_sorting's `block`).
 CONFIGS = (
-    TileConfig(max_tokens=64, block_m=16, block_n=64, block_k=256, warps=4, stages=4),
-    TileConfig(max_tokens=512, block_m=16, block_n=128, block_k=128, warps=4, stages=4),
+    TileConfig(max_tokens=64, block_m=16, block_n=64, block_k=128, warps=4, stages=4),
+    TileConfig(max_tokens=512, block_m=16, block_n=64, block_k=128, warps=4, stages=4),
     TileConfig(max_tokens=None, block_m=128, block_n=128, block_k=64, warps=8, stages=4),
 )
 

@@ -65,6 +65,19 @@ class Backend(ABC):
     ) -> Sequence[Any]:
         """Audit every kernel dumped under `dump_dir` (moegen.verify.verdicts.KernelAudit each)."""
 
+    def verify_variants(
+        self,
+        variants: Sequence[Any],
+        *,
+        archs: Sequence[str],
+        shapes: Sequence[str],
+        work: Path,
+        jobs: int,
+    ) -> tuple[bool, str]:
+        """`moegen verify` for this backend's variants, where it does not go through
+        moegen.verify's FlyDSL plan: (all ok, report text)."""
+        raise NotImplementedError(f"backend {self.name} has no verify of its own")
+
     def template_globals(self) -> Mapping[str, Any]:
         """Names this backend's templates read from Python (as `backends.<name>.<key>`)."""
         return {}

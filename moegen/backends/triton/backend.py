@@ -31,7 +31,7 @@ class Triton(Backend):
     def compile_many(self, targets: Iterable[Any], jobs: int | None = None) -> list[Any]:
         from moegen.backends.triton.compile import compile_many
 
-        return compile_many(targets, jobs)
+        return compile_many(targets, jobs)  # targets: moegen.backends.triton.compile.TritonJob
 
     def audit_dump_dir(
         self,
@@ -44,6 +44,20 @@ class Triton(Backend):
         from moegen.backends.triton.compile import audit_dump_dir
 
         return audit_dump_dir(dump_dir, weight=weight, expected=expected, bounds=bounds)
+
+    def verify_variants(
+        self,
+        variants: Sequence[Any],
+        *,
+        archs: Sequence[str],
+        shapes: Sequence[str],
+        work: Path,
+        jobs: int,
+    ) -> tuple[bool, str]:
+        from moegen.backends.triton import compile as tc
+
+        results = tc.compile_many(tc.plan(variants, archs, shapes, work), jobs)
+        return all(r.ok for r in results), tc.report(results)
 
     def template_globals(self) -> Mapping[str, Any]:
         from moegen.backends.triton import limits

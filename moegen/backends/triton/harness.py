@@ -60,9 +60,7 @@ def edge_columns(n_total: int, block_n: int) -> torch.Tensor:
     """The columns of the first and the last N-block (the last may be partial)."""
     last = (n_total - 1) // block_n
     blocks = sorted({0, last})
-    return torch.cat(
-        [torch.arange(b * block_n, min(n_total, (b + 1) * block_n)) for b in blocks]
-    )
+    return torch.cat([torch.arange(b * block_n, min(n_total, (b + 1) * block_n)) for b in blocks])
 
 
 def _run(plan: launch.LaunchPlan, executor: str) -> torch.Tensor:
