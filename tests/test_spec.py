@@ -437,17 +437,27 @@ def test_triton_variant_with_configs_lists(mini):
         ),
         # an unknown vendor
         (
-            _sub("sm90: {atomics: [float32], vendor: nvidia}", "sm90: {atomics: [float32], vendor: nvdia}"),
+            _sub(
+                "sm90: {atomics: [float32], vendor: nvidia}",
+                "sm90: {atomics: [float32], vendor: nvdia}",
+            ),
             "arch 'sm90': vendor 'nvdia' is not one of: amd, nvidia",
         ),
         # Triton needs its tile regimes ...
         (
-            lambda t: t + TRITON_ENTRY.replace(",\n     configs: [{tokens: 64, m: 16, n: 64, k: 128, warps: 4, stages: 4},\n               {tokens: 4096, m: 64, n: 128, k: 64, warps: 8, stages: 3}]", ""),
+            lambda t: t
+            + TRITON_ENTRY.replace(
+                ",\n     configs: [{tokens: 64, m: 16, n: 64, k: 128, warps: 4, stages: 4},\n               {tokens: 4096, m: 64, n: 128, k: 64, warps: 8, stages: 3}]",
+                "",
+            ),
             "backend 'triton' needs `configs:`",
         ),
         # ... FlyDSL takes none
         (
-            _sub("    split_k: [1, 2]\n", "    split_k: [1, 2]\n    configs: [{tokens: 1, m: 16, n: 64, k: 64, warps: 4, stages: 2}]\n"),
+            _sub(
+                "    split_k: [1, 2]\n",
+                "    split_k: [1, 2]\n    configs: [{tokens: 1, m: 16, n: 64, k: 64, warps: 4, stages: 2}]\n",
+            ),
             "backend 'flydsl' takes no `configs:`",
         ),
         # regimes ascend by token count

@@ -73,9 +73,7 @@ def test_unparsable_mfma_op_is_an_error():
 
 
 def test_atomics_are_required_where_partial_sums_meet():
-    required = {
-        v.name: plan.required_isa(v, "gfx942") for v in enumerate_variants(SPEC, [BF16])
-    }
+    required = {v.name: plan.required_isa(v, "gfx942") for v in enumerate_variants(SPEC, [BF16])}
     assert "buffer_atomic" in required["moe_s1_bf16_per_expert_k2"]
     assert "buffer_atomic" in required["moe_s2_bf16_per_expert"]
     assert "buffer_atomic" not in required["moe_s1_bf16_per_expert_k1"]
@@ -276,9 +274,7 @@ def test_i32_rebase_fails_at_the_production_shape_on_both_archs(project_copy, ca
     module = project_copy / "generated" / "flydsl" / f"{MUTATED}.py"
     assert "fx.Int64(expert * (2 * inter * model_dim))" in module.read_text()
     spec = project_copy / "variants.yaml"
-    checks = plan.plan_checks(
-        spec, enumerate_variants(spec, [MUTATED]), [], project_copy / "work"
-    )
+    checks = plan.plan_checks(spec, enumerate_variants(spec, [MUTATED]), [], project_copy / "work")
     outcomes = {
         (o.check.shape.name, o.check.arch): o
         for o in run.run_checks(checks, 2, lambda outcome: None, cache=None)

@@ -9,14 +9,13 @@ from __future__ import annotations
 import fnmatch
 import itertools
 from collections.abc import Hashable
-from dataclasses import replace
-from types import MappingProxyType
 from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from moegen.backends import get_backend
 from moegen.spec.checks import (
     _suggest,
+    check_configs,
     check_keys,
     check_name,
     expect_bool,
@@ -27,12 +26,12 @@ from moegen.spec.checks import (
 )
 from moegen.spec.errors import Location, SpecError
 from moegen.spec.load import load_spec, raise_if
+from moegen.spec.naming import variant_name
 from moegen.spec.located import LList, LMap
 from moegen.spec.model import (
     ADDRESSING_MODES,
     AXES,
     CONFIG_KEYS,
-    DType,
     BACKENDS,
     DEFAULT_BACKEND,
     STAGES,
@@ -54,53 +53,6 @@ BUILTIN_DEFAULTS = {
     "backend": DEFAULT_BACKEND,
     "configs": None,
 }
-
-
-def variant_name(
-    *,
-    stage: int,
-    dtype: str,
-    addressing: str,
-    split_k: int,
-    tile: tuple[int, int, int],
-    doweight: bool,
-    out_dtype: str,
-    default_tile: tuple[int, int, int] | None,
-    default_out: str,
-    backend: str = DEFAULT_BACKEND,
-    default_backend: str = DEFAULT_BACKEND,
-) -> str:
-    """A readable identifier that is a pure function of the variant's parameters.
-
-    Parameters equal to the spec's defaults are left out, so the common case reads
-    `moe_s1_bf16_per_expert_k2`; a non-default tile adds `_t32x128x64`, a stage-1 routing-weight
-    multiply `_w`, a non-default stage-2 output dtype `_out_bfloat16`, a backend other than the
-    default one `_triton`.
-    """
-    parts = [f"moe_s{stage}", dtype, addressing]
-    if stage == 1:
-        parts.append(f"k{split_k}")
-    if tile != default_tile:
-        parts.append("t{}x{}x{}".format(*tile))
-    if stage == 1 and doweight:
-        parts.append("w")
-    if stage == 2 and out_dtype != default_out:
-        parts.append(f"out_{out_dtype}")
-    if backend != default_backend:
-        parts.append(backend)
-    return "_".join(parts)
-
-
-def _for_archs(dt: DType, archs: Sequence[str]) -> DType:
-    """The dtype as a variant sees it: its per-arch tables cut to the variant's archs (an arch
-    another backend's variants add to a dtype changes nothing this variant renders)."""
-
-    def cut(table):
-        return MappingProxyType({a: table[a] for a in table if a in archs})
-
-    return replace(
-        dt, act_torch=cut(dt.act_torch), weight_torch=cut(dt.weight_torch), mfma=cut(dt.mfma)
-    )
 
 
 def _tile_of(value: LMap, base: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
@@ -180,7 +132,7 @@ class _Expander:
                 ok = False
             return ok
         if key == "configs":
-            return self.check_configs(value, loc)
+            return check_configs(value, loc, errs)
         if key == "tile":
             if not expect_map(value, loc, "tile", errs):
                 return False
@@ -191,38 +143,6 @@ class _Expander:
                     expect_int(value[k], value.at(k), f"tile {k}", errs)
             return len(errs) == n0
         raise AssertionError(key)
-
-    def check_configs(self, value: Any, loc: Location) -> bool:
-        """`configs:`: a non-empty list of tile regimes, ascending by `tokens`."""
-        errs = self.errors
-        if not isinstance(value, LList) or not value:
-            self.error(
-                loc,
-                f"configs must be a non-empty list of tile regimes, not {type_name(value)}",
-                "write configs: [{tokens: 64, m: 16, n: 64, k: 128, warps: 4, stages: 4}]",
-            )
-            return False
-        n0 = len(errs)
-        last = 0
-        for i, entry in enumerate(value):
-            iloc = value.item_loc[i]
-            if not expect_map(entry, iloc, "a configs entry", errs):
-                continue
-            check_keys(entry, CONFIG_KEYS, "a configs entry", errs, required=CONFIG_KEYS)
-            for k in CONFIG_KEYS:
-                if k in entry and expect_int(entry[k], entry.at(k), f"configs {k}", errs):
-                    if entry[k] < 1:
-                        self.error(entry.at(k), f"configs {k}={entry[k]} must be >= 1", "")
-            tokens = entry.get("tokens")
-            if isinstance(tokens, int) and not isinstance(tokens, bool):
-                if tokens <= last:
-                    self.error(
-                        entry.at("tokens"),
-                        f"configs tokens={tokens} must be larger than the previous entry's {last}",
-                        "list the regimes by ascending token count",
-                    )
-                last = max(last, tokens)
-        return len(errs) == n0
 
     def check_fields(self, m: LMap, keys: Iterable[str]) -> bool:
         ok = True
@@ -367,7 +287,7 @@ class _Expander:
         )
         v = Variant(
             name=name,
-            dtype=_for_archs(dt, merged["archs"]),
+            dtype=dt.for_archs(merged["archs"]),
             addressing=merged["addressing"],
             stage=stage,
             split_k=split_k,
@@ -381,9 +301,7 @@ class _Expander:
             source=src,
             shapes=spec.shapes,
             backend=merged["backend"],
-            configs=tuple(
-                TileRegime(*(c[k] for k in CONFIG_KEYS)) for c in (configs or ())
-            ),
+            configs=tuple(TileRegime(*(c[k] for k in CONFIG_KEYS)) for c in (configs or ())),
             arch_vendors={a: spec.archs[a].vendor for a in merged["archs"]},
         )
         for problem in backend.check_tiles(v):

@@ -18,8 +18,9 @@ collected with its file:line:col and a fix, so one run reports all of them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
 
 from moegen.backends import get_backend
 from moegen.core.vocabulary import (  # noqa: F401  (part of the model)
@@ -118,6 +119,20 @@ class DType:
     @property
     def act_bytes(self) -> float:
         return self.activation_bits / 8
+
+    def for_archs(self, archs: Sequence[str]) -> DType:
+        """The dtype as a variant sees it: its per-arch tables cut to the variant's archs (an
+        arch another backend's variants add to a dtype changes nothing this variant renders)."""
+
+        def cut(table: Mapping[str, Any]) -> Mapping[str, Any]:
+            return MappingProxyType({a: table[a] for a in table if a in archs})
+
+        return replace(
+            self,
+            act_torch=cut(self.act_torch),
+            weight_torch=cut(self.weight_torch),
+            mfma=cut(self.mfma),
+        )
 
 
 @dataclass(frozen=True)
