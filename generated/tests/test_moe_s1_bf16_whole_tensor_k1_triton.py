@@ -25,6 +25,7 @@ checked columns must pass moegen.harness.verdict's per-row bounds against an fp3
 
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import torch
@@ -35,6 +36,10 @@ from moegen.core.address_model import BoundaryCase
 EXECUTOR = harness.use_interpreter_without_gpu()  # before the kernel module is imported
 
 from generated.triton import moe_s1_bf16_whole_tensor_k1_triton as kernel  # noqa: E402
+from moegen.backends.triton import compile as triton_compile  # noqa: E402
+
+# The spec this test was rendered from, beside generated/ (`moegen render --variants` names it).
+SPEC = Path(__file__).resolve().parents[2] / "variants.yaml"
 
 ARCHS = ["sm90", "gfx942", "gfx950"]
 # How a wild access shows up in the bypassed run's output (CUDA, ROCm).
@@ -77,6 +82,13 @@ REFUSED = harness.cases(
 # The interpreter's cases: the spec's small shape (8 tokens).
 SMALL_MODEL_DIM = 256
 SMALL = BoundaryCase("small", 128, 4, 2, "small", 8, True)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_compile_and_audit(arch, tmp_path):
+    """Compiles on the CPU for the arch at every shape and tile config of the spec; LDS fits,
+    no spills, and the audited weight addressing is whole_tensor, as declared."""
+    triton_compile.assert_compiles(kernel.VARIANT["name"], arch, SPEC, tmp_path)
 
 
 def _check(case, model_dim, record_property):

@@ -19,6 +19,7 @@ specialization applied as its runtime would (tensors of <= 2**31 - 1 bytes only)
 from __future__ import annotations
 
 import json
+import os
 import re
 import subprocess
 import sys
@@ -132,6 +133,8 @@ def _run_job(job: TritonJob) -> list[CaseResult]:
         text=True,
         timeout=1800,
         cwd=ROOT,
+        # compile, never interpret (a test process without a GPU has TRITON_INTERPRET=1)
+        env={k: v for k, v in os.environ.items() if k != "TRITON_INTERPRET"},
     )
     result = job.dump_dir / "result.json"
     if proc.returncode != 0 or not result.exists():
@@ -265,3 +268,18 @@ def audit_dump_dir(dump_dir: Path, *, weight: int | str, expected: str | None = 
         found, evidence = weight_addressing_llir(llir.read_text())
         out.append((llir.name, found, evidence, expected in (None, found)))
     return out
+
+
+def assert_compiles(name: str, arch: str, spec_path: str | Path, work: Path) -> None:
+    """Compile and audit one (variant, arch) at every shape and tile config of the spec, as
+    `moegen verify` does; AssertionError with the report when any fails."""
+    from moegen.spec.expand import enumerate_variants
+
+    variants = [v for v in enumerate_variants(spec_path) if v.name == name]
+    if not variants:
+        raise AssertionError(f"{spec_path} declares no variant {name!r}; run `moegen render`")
+    results = compile_many(plan(variants, [arch], (), work), 1)
+    if not results:
+        raise AssertionError(f"{name} does not declare arch {arch}")
+    if not all(r.ok for r in results):
+        raise AssertionError(report(results))
