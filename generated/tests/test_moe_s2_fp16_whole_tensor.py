@@ -85,13 +85,15 @@ def test_boundary(case, executor, record_property):
 
 
 def _per_expert_twin() -> str:
-    """The variant the guard must point to: the registry's per_expert variant of this dtype,
-    stage and split-K (a guard naming a variant that is not declared fails here)."""
+    """The variant the guard must point to: the registry's per_expert variant of this backend,
+    dtype, stage and split-K (a guard naming a variant that is not declared fails here)."""
     same = ("dtype", "stage", "split_k")
     (twin,) = [
         r.name
         for r in VARIANTS
-        if r.addressing == "per_expert" and all(getattr(r, k) == kernel.VARIANT[k] for k in same)
+        if r.addressing == "per_expert"
+        and r.backend == "flydsl"
+        and all(getattr(r, k) == kernel.VARIANT[k] for k in same)
     ]
     return twin
 
