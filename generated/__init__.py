@@ -50,6 +50,18 @@ __all__ = ["VARIANTS", "NoAddressableVariant", "auto_stage1", "auto_stage2", "se
 #   moe_s2_fp16_whole_tensor_out_float16     tile 16x64x128  tokens 1+
 #   moe_s2_fp16_whole_tensor                 tile 16x64x128  tokens 1-512
 #   moe_s2_fp16_whole_tensor_t128x64x64      tile 128x64x64  tokens 513+
+#   moe_s1_bf16_per_expert_k1_triton         tile 16x64x128  tokens 1+
+#   moe_s1_bf16_per_expert_k2_triton         tile 16x64x128  tokens 1+
+#   moe_s2_bf16_per_expert_triton            tile 16x64x128  tokens 1+
+#   moe_s1_bf16_whole_tensor_k1_triton       tile 16x64x128  tokens 1+
+#   moe_s1_bf16_whole_tensor_k2_triton       tile 16x64x128  tokens 1+
+#   moe_s2_bf16_whole_tensor_triton          tile 16x64x128  tokens 1+
+#   moe_s1_fp16_per_expert_k1_triton         tile 16x64x128  tokens 1+
+#   moe_s1_fp16_per_expert_k2_triton         tile 16x64x128  tokens 1+
+#   moe_s2_fp16_per_expert_triton            tile 16x64x128  tokens 1+
+#   moe_s1_fp16_whole_tensor_k1_triton       tile 16x64x128  tokens 1+
+#   moe_s1_fp16_whole_tensor_k2_triton       tile 16x64x128  tokens 1+
+#   moe_s2_fp16_whole_tensor_triton          tile 16x64x128  tokens 1+
 VARIANTS = (
     RegisteredVariant(
         name="moe_s1_bf16_per_expert_k1",
@@ -80,6 +92,21 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
+        name="moe_s1_bf16_per_expert_k1_triton",
+        module="generated.triton.moe_s1_bf16_per_expert_k1_triton",
+        dtype="bf16",
+        stage=1,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
+    ),
+    RegisteredVariant(
         name="moe_s1_bf16_per_expert_k2",
         module="generated.flydsl.moe_s1_bf16_per_expert_k2",
         dtype="bf16",
@@ -106,6 +133,21 @@ VARIANTS = (
         out_dtype="bfloat16",
         accumulate="atomic",
         archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_bf16_per_expert_k2_triton",
+        module="generated.triton.moe_s1_bf16_per_expert_k2_triton",
+        dtype="bf16",
+        stage=1,
+        split_k=2,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s1_bf16_whole_tensor_k1",
@@ -136,6 +178,21 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
+        name="moe_s1_bf16_whole_tensor_k1_triton",
+        module="generated.triton.moe_s1_bf16_whole_tensor_k1_triton",
+        dtype="bf16",
+        stage=1,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
+    ),
+    RegisteredVariant(
         name="moe_s1_bf16_whole_tensor_k2",
         module="generated.flydsl.moe_s1_bf16_whole_tensor_k2",
         dtype="bf16",
@@ -162,6 +219,21 @@ VARIANTS = (
         out_dtype="bfloat16",
         accumulate="atomic",
         archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_bf16_whole_tensor_k2_triton",
+        module="generated.triton.moe_s1_bf16_whole_tensor_k2_triton",
+        dtype="bf16",
+        stage=1,
+        split_k=2,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s1_fp16_per_expert_k1",
@@ -192,6 +264,21 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
+        name="moe_s1_fp16_per_expert_k1_triton",
+        module="generated.triton.moe_s1_fp16_per_expert_k1_triton",
+        dtype="fp16",
+        stage=1,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
+    ),
+    RegisteredVariant(
         name="moe_s1_fp16_per_expert_k2",
         module="generated.flydsl.moe_s1_fp16_per_expert_k2",
         dtype="fp16",
@@ -218,6 +305,21 @@ VARIANTS = (
         out_dtype="float16",
         accumulate="atomic",
         archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_fp16_per_expert_k2_triton",
+        module="generated.triton.moe_s1_fp16_per_expert_k2_triton",
+        dtype="fp16",
+        stage=1,
+        split_k=2,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s1_fp16_whole_tensor_k1",
@@ -248,6 +350,21 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
+        name="moe_s1_fp16_whole_tensor_k1_triton",
+        module="generated.triton.moe_s1_fp16_whole_tensor_k1_triton",
+        dtype="fp16",
+        stage=1,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
+    ),
+    RegisteredVariant(
         name="moe_s1_fp16_whole_tensor_k2",
         module="generated.flydsl.moe_s1_fp16_whole_tensor_k2",
         dtype="fp16",
@@ -274,6 +391,21 @@ VARIANTS = (
         out_dtype="float16",
         accumulate="atomic",
         archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_fp16_whole_tensor_k2_triton",
+        module="generated.triton.moe_s1_fp16_whole_tensor_k2_triton",
+        dtype="fp16",
+        stage=1,
+        split_k=2,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s2_bf16_per_expert",
@@ -332,6 +464,21 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
+        name="moe_s2_bf16_per_expert_triton",
+        module="generated.triton.moe_s2_bf16_per_expert_triton",
+        dtype="bf16",
+        stage=2,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
+    ),
+    RegisteredVariant(
         name="moe_s2_bf16_whole_tensor",
         module="generated.flydsl.moe_s2_bf16_whole_tensor",
         dtype="bf16",
@@ -388,6 +535,21 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
+        name="moe_s2_bf16_whole_tensor_triton",
+        module="generated.triton.moe_s2_bf16_whole_tensor_triton",
+        dtype="bf16",
+        stage=2,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
+    ),
+    RegisteredVariant(
         name="moe_s2_fp16_per_expert",
         module="generated.flydsl.moe_s2_fp16_per_expert",
         dtype="fp16",
@@ -428,6 +590,21 @@ VARIANTS = (
         out_dtype="float32",
         accumulate="atomic",
         archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s2_fp16_per_expert_triton",
+        module="generated.triton.moe_s2_fp16_per_expert_triton",
+        dtype="fp16",
+        stage=2,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s2_fp16_whole_tensor",
@@ -471,25 +648,51 @@ VARIANTS = (
         accumulate="atomic",
         archs=("gfx942", "gfx950"),
     ),
+    RegisteredVariant(
+        name="moe_s2_fp16_whole_tensor_triton",
+        module="generated.triton.moe_s2_fp16_whole_tensor_triton",
+        dtype="fp16",
+        stage=2,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
+    ),
 )
 
 
-def select_variant(dtype: str, stage: int, split_k: int = 1, **problem: int) -> RegisteredVariant:
+def select_variant(
+    dtype: str, stage: int, split_k: int = 1, backend: str = "flydsl", **problem: int
+) -> RegisteredVariant:
     """The registry entry to use for a problem given as experts/model_dim/inter/tokens/topk."""
-    return select(VARIANTS, dtype=dtype, stage=stage, split_k=split_k, **problem)
+    return select(VARIANTS, dtype=dtype, stage=stage, split_k=split_k, backend=backend, **problem)
 
 
-def auto_stage1(dtype: str, x, w1, *, topk: int, split_k: int = 1) -> ModuleType:
+def auto_stage1(
+    dtype: str, x, w1, *, topk: int, split_k: int = 1, backend: str = "flydsl"
+) -> ModuleType:
     """The stage-1 kernel module for x [tokens, model_dim] and w1 [E, 2 * inter, model_dim]."""
     problem = problem_of(1, x.shape, w1.shape, topk)
-    return select_variant(dtype, 1, split_k, **problem).load()
+    return select_variant(dtype, 1, split_k, backend, **problem).load()
 
 
 def auto_stage2(
-    dtype: str, a2, w2, *, topk: int, out_dtype: str = "float32", arch: str | None = None
+    dtype: str,
+    a2,
+    w2,
+    *,
+    topk: int,
+    out_dtype: str = "float32",
+    arch: str | None = None,
+    backend: str = "flydsl",
 ) -> ModuleType:
     """The stage-2 kernel module for a2 [tokens * topk, inter] and w2 [E, model_dim, inter],
     storing out_dtype (float32 / float16 / bfloat16) and, when arch is given, compiled for it
     (a 16-bit output uses packed atomics where the arch has them, else reduce mode)."""
     problem = problem_of(2, a2.shape, w2.shape, topk)
-    return select_variant(dtype, 2, 1, out_dtype=out_dtype, arch=arch, **problem).load()
+    return select_variant(dtype, 2, 1, backend, out_dtype=out_dtype, arch=arch, **problem).load()

@@ -18,7 +18,7 @@ def test_registry_lists_every_variant_once():
     names = [e.name for e in generated.VARIANTS]
     assert sorted(names) == [v.name for v in enumerate_variants("variants.yaml")]
     for e in generated.VARIANTS:
-        assert e.module == f"generated.flydsl.{e.name}"
+        assert e.module == f"generated.{e.backend}.{e.name}"
 
 
 def test_nine_gib_weight_picks_per_expert():
@@ -173,3 +173,17 @@ def test_undeclared_output_dtype_is_refused_with_what_is_asked():
         generated.select_variant(
             "bf16", 2, 1, out_dtype="float16", experts=4, model_dim=256, inter=128, tokens=8, topk=2
         )
+
+
+def test_dispatch_stays_within_the_asked_backend():
+    """The same problems through the Triton variants: Triton's whole_tensor while it can
+    address the weight, its per_expert past 2**31 elements, never a FlyDSL module."""
+    x = meta(16, 6144)
+    small = generated.auto_stage1("bf16", x, meta(128, 2 * 1344, 6144), topk=4, backend="triton")
+    large = generated.auto_stage1("bf16", x, meta(128, 2 * 3072, 6144), topk=4, backend="triton")
+    assert small.VARIANT["name"] == "moe_s1_bf16_whole_tensor_k1_triton"
+    assert large.VARIANT["name"] == "moe_s1_bf16_per_expert_k1_triton"
+    assert (
+        generated.auto_stage1("bf16", x, meta(128, 2 * 1344, 6144), topk=4).VARIANT["name"]
+        == "moe_s1_bf16_whole_tensor_k1"
+    )

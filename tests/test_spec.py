@@ -108,6 +108,18 @@ CASES = {
     ),
     "no_atomic_for_out_dtype": lambda t: t
     + "  - {dtype: bf16, addressing: per_expert, stage: 2, out_dtype: bfloat16}\n",
+    # The backend axis: one vocabulary, checked wherever a key may stand (defaults, a matrix
+    # axis item, an explicit entry, an exclude rule), each error at its own position.
+    "unknown_backend": lambda t: _apply(
+        [
+            _sub("defaults:\n", "defaults:\n  backend: flydls\n"),
+            _sub("    split_k: [1, 2]\n", "    split_k: [1, 2]\n    backend: [flydsl, cuda]\n"),
+            _sub("{stage: 2, split_k: 2}", "{stage: 2, split_k: 2}\n      - {backend: 7}"),
+            _sub("    tile: {m: 32}", "    tile: {m: 32}\n    backend: [flydsl]"),
+        ],
+        t,
+    ),
+    "exclude_names_unset_backend": _sub("{stage: 2, split_k: 2}", "{stage: 2, backend: flydsl}"),
     "empty_file": lambda t: "",
     "top_level_list": lambda t: "- a\n- b\n",
     "many_errors_at_once": lambda t: _sub("  - dtype: [bf16]\n", "  - dtype: [bf16, int3]\n")(
@@ -198,6 +210,7 @@ FUZZ = settings(
 
 WORDS = list(TOP_KEYS + DTYPE_KEYS + SHAPE_KEYS + VARIANT_KEYS) + [
     "bf16",
+    "flydsl",
     "gfx942",
     "per_expert",
     "whole_tensor",
@@ -338,3 +351,150 @@ def test_regressions_found_by_fuzzing(case, mini):
     rc, err = _validate(mini, edit(MINI_TEXT))
     _check_output(rc, err)
     assert rc == 1 and expected in err, err
+
+
+# ---------------------------------------------------------------------------------------------
+# the backend axis: spelling the default backend out, at every place the key may stand, changes
+# no variant, no name and no path; a list-valued axis expands and its values can be excluded.
+
+
+def _listed(mini: Path, text: str) -> list[dict]:
+    import json
+
+    (mini / "variants.yaml").write_text(text)
+    rc, out, err = run_cli(["list", "--format", "json"])
+    assert (rc, err) == (0, ""), err
+    return json.loads(out)
+
+
+def test_explicit_default_backend_changes_nothing(mini):
+    plain = _listed(mini, MINI_TEXT)
+    spelled = _listed(
+        mini,
+        _apply(
+            [
+                _sub("defaults:\n", "defaults:\n  backend: flydsl\n"),
+                _sub("    split_k: [1, 2]\n", "    split_k: [1, 2]\n    backend: [flydsl]\n"),
+                _sub("    tile: {m: 32}", "    tile: {m: 32}\n    backend: flydsl"),
+            ],
+            MINI_TEXT,
+        ),
+    )
+    assert spelled == plain
+    assert len(plain) == 7
+    assert all(
+        "backend" not in row and row["module"].startswith("generated/flydsl/") for row in plain
+    )
+
+
+def test_exclude_rule_on_backend_axis(mini):
+    rows = _listed(
+        mini,
+        _sub(
+            "{stage: 2, split_k: 2}",
+            "{stage: 2, split_k: 2}\n      - {backend: flydsl, stage: 2}",
+        )(_sub("    split_k: [1, 2]\n", "    split_k: [1, 2]\n    backend: [flydsl]\n")(MINI_TEXT)),
+    )
+    assert sorted(r["name"] for r in rows if r["stage"] == 2) == []
+    assert len(rows) == 5  # 4 stage-1 products + the explicit entry
+
+
+def test_backend_errors_name_the_allowed_ones(mini):
+    rc, err = _validate(mini, CASES["unknown_backend"](MINI_TEXT))
+    assert rc == 1
+    lines = [ln for ln in err.splitlines() if ": error: " in ln]
+    backend_lines = [ln for ln in lines if "backend" in ln]
+    assert len(backend_lines) == 4, err
+    assert all("is not one of: flydsl" in ln for ln in backend_lines), err
+    # each at its own line
+    assert len({ln.split(":")[1] for ln in backend_lines}) == 4, err
+
+
+# ---------------------------------------------------------------------------------------------
+# a second backend: archs of another vendor, tile regimes (`configs:`) where the backend takes
+# them, each mistake reported at its place with the fix.
+
+SM90 = _apply(
+    [
+        _sub(
+            "  gfx950: {atomics: [float32, bfloat16]}\n",
+            "  gfx950: {atomics: [float32, bfloat16]}\n  sm90: {atomics: [float32], vendor: nvidia}\n",
+        ),
+        _sub(
+            "      gfx950: {activation: bfloat16, weight: bfloat16}\n",
+            "      gfx950: {activation: bfloat16, weight: bfloat16}\n"
+            "      sm90: {activation: bfloat16, weight: bfloat16}\n",
+        ),
+    ],
+    MINI_TEXT,
+)
+TRITON_ENTRY = (
+    "  - {backend: triton, archs: [sm90, gfx942], dtype: bf16, addressing: per_expert, stage: 2,\n"
+    "     configs: [{tokens: 64, m: 16, n: 64, k: 128, warps: 4, stages: 4},\n"
+    "               {tokens: 4096, m: 64, n: 128, k: 64, warps: 8, stages: 3}]}\n"
+)
+
+
+def test_triton_variant_with_configs_lists(mini):
+    rows = _listed(mini, SM90 + TRITON_ENTRY)
+    (row,) = [r for r in rows if r.get("backend") == "triton"]
+    assert row["name"] == "moe_s2_bf16_per_expert_triton"
+    assert row["module"] == "generated/triton/moe_s2_bf16_per_expert_triton.py"
+    assert row["archs"] == ["sm90", "gfx942"]
+    assert len(rows) == 8  # the mini spec's 7 FlyDSL variants are unchanged beside it
+
+
+@pytest.mark.parametrize(
+    "edit, message",
+    [
+        # FlyDSL cannot target an NVIDIA arch
+        (
+            lambda t: t + "  - {dtype: bf16, addressing: per_expert, stage: 2, archs: [sm90]}\n",
+            "backend 'flydsl' cannot target arch 'sm90' (vendor nvidia; it targets amd)",
+        ),
+        # an unknown vendor
+        (
+            _sub(
+                "sm90: {atomics: [float32], vendor: nvidia}",
+                "sm90: {atomics: [float32], vendor: nvdia}",
+            ),
+            "arch 'sm90': vendor 'nvdia' is not one of: amd, nvidia",
+        ),
+        # Triton needs its tile regimes ...
+        (
+            lambda t: t
+            + TRITON_ENTRY.replace(
+                ",\n     configs: [{tokens: 64, m: 16, n: 64, k: 128, warps: 4, stages: 4},\n               {tokens: 4096, m: 64, n: 128, k: 64, warps: 8, stages: 3}]",
+                "",
+            ),
+            "backend 'triton' needs `configs:`",
+        ),
+        # ... FlyDSL takes none
+        (
+            _sub(
+                "    split_k: [1, 2]\n",
+                "    split_k: [1, 2]\n    configs: [{tokens: 1, m: 16, n: 64, k: 64, warps: 4, stages: 2}]\n",
+            ),
+            "backend 'flydsl' takes no `configs:`",
+        ),
+        # regimes ascend by token count
+        (
+            lambda t: t + TRITON_ENTRY.replace("tokens: 4096", "tokens: 64"),
+            "configs tokens=64 must be larger than the previous entry's 64",
+        ),
+        # every key of a regime, no unknown one
+        (
+            lambda t: t + TRITON_ENTRY.replace("warps: 8, stages: 3", "warps: 8, stage: 3"),
+            "unknown key 'stage' in a configs entry; allowed keys: tokens, m, n, k, warps, stages",
+        ),
+        # what the Triton templates cannot handle
+        (
+            lambda t: t + TRITON_ENTRY.replace("m: 64, n: 128", "m: 48, n: 128"),
+            "configs[1] (tokens <= 4096): m=48 must be a power of two >= 16",
+        ),
+    ],
+)
+def test_backend_arch_and_config_errors(mini, edit, message):
+    rc, err = _validate(mini, edit(SM90))
+    _check_output(rc, err)
+    assert rc == 1 and message in err, err

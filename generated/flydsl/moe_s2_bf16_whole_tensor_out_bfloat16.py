@@ -83,8 +83,8 @@ VARIANT = {
     "preferred": False,
 }
 # torch dtypes the declared archs expect (fp8 flavours differ per arch; bf16/fp16 do not).
-ACT_DTYPES = {"gfx942": "bfloat16", "gfx950": "bfloat16"}
-WEIGHT_DTYPES = {"gfx942": "bfloat16", "gfx950": "bfloat16"}
+ACT_DTYPES = {"gfx950": "bfloat16"}
+WEIGHT_DTYPES = {"gfx950": "bfloat16"}
 
 # Tile regime: auto-dispatch picks this tile for 1+ tokens (variants.yaml `tile:`;
 # every tile of this kernel and the token counts it serves are listed in generated/__init__.py).

@@ -87,13 +87,16 @@ def test_boundary(case, executor, record_property):
 
 
 def _per_expert_twin() -> str:
-    """The variant the guard must point to: the registry's per_expert variant of this dtype,
-    stage, split-K, tile and output (a guard naming a variant that is not declared fails here)."""
+    """The variant the guard must point to: the registry's per_expert variant of this backend,
+    dtype, stage, split-K, tile and output (a guard naming a variant that is not declared fails
+    here)."""
     same = ("dtype", "stage", "split_k", "tile_m", "tile_n", "tile_k", "out_dtype", "accumulate")
     (twin,) = [
         r.name
         for r in VARIANTS
-        if r.addressing == "per_expert" and all(r.variant[k] == kernel.VARIANT[k] for k in same)
+        if r.addressing == "per_expert"
+        and r.backend == "flydsl"
+        and all(r.variant.get(k) == kernel.VARIANT.get(k) for k in same)
     ]
     return twin
 

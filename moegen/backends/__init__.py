@@ -10,8 +10,7 @@ from __future__ import annotations
 import importlib
 
 from moegen.backends.base import Backend
-
-BACKENDS = ("flydsl",)
+from moegen.core.vocabulary import BACKENDS
 
 
 def get_backend(name: str) -> Backend:

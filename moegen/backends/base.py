@@ -29,6 +29,14 @@ class Backend(ABC):
     #: the module of device helpers its generated kernels import (the only moegen module
     #: besides moegen.runtime they may import)
     device_module: str
+    #: the vendors of the archs it can compile for (variants.yaml `archs.<arch>.vendor`)
+    vendors: tuple[str, ...] = ("amd",)
+    #: the per-arch tables of a dtype its templates read (`dtypes.<d>.<table>.<arch>`)
+    dtype_tables: tuple[str, ...] = ("mfma", "torch_dtype")
+    #: whether its variants take `configs:` (tile regimes by token count) in variants.yaml
+    tile_configs: bool = False
+    #: the template of each variant's generated boundary test, relative to templates/
+    test_template: str = "tests/test_boundary.py.j2"
 
     def module_relpath(self, variant_name: str) -> str:
         """A variant's kernel module, relative to generated/."""
@@ -56,6 +64,19 @@ class Backend(ABC):
         bounds: Mapping[str, int] | None = None,
     ) -> Sequence[Any]:
         """Audit every kernel dumped under `dump_dir` (moegen.verify.verdicts.KernelAudit each)."""
+
+    def verify_variants(
+        self,
+        variants: Sequence[Any],
+        *,
+        archs: Sequence[str],
+        shapes: Sequence[str],
+        work: Path,
+        jobs: int,
+    ) -> tuple[bool, str]:
+        """`moegen verify` for this backend's variants, where it does not go through
+        moegen.verify's FlyDSL plan: (all ok, report text)."""
+        raise NotImplementedError(f"backend {self.name} has no verify of its own")
 
     def template_globals(self) -> Mapping[str, Any]:
         """Names this backend's templates read from Python (as `backends.<name>.<key>`)."""

@@ -7,6 +7,15 @@ earlier, at 2**31. This module is the single source of truth for those lines: th
 of generated modules (`check`), the sweep points of the generated boundary tests (`sweep`), safe
 dispatch and `moegen boundary` all read it.
 
+Each backend has its own line per target (`offset_line`):
+  - FlyDSL (AMD only) addresses every tensor through a buffer resource: 2**32 bytes from its base.
+  - Triton computes element offsets in signed i32 from one base pointer (whole_tensor: the
+    tensor's base; per_expert: a 64-bit expert base, then i32 offsets inside the slab), so the
+    line is 2**31 ELEMENTS: 4 GiB of 16-bit data, 2 GiB of 8-bit, 8 GiB of float32. On an AMD
+    target Triton may also lower those loads and stores to buffer ops, whose offsets stop at
+    2**32 BYTES; the line there is the smaller of the two (for float32 partial sums the buffer
+    line, 4 GiB, comes first). On NVIDIA the pointer itself is 64-bit: only the i32 line holds.
+
 Everything derives from a variant's declared bits (`act_bits`, `weight_bits`, `out_bits`), never
 from dtype names. A variant is the plain dict a generated module keeps as VARIANT
 (`Variant.runtime_info`).
@@ -48,9 +57,14 @@ class TensorSpan:
     signed: bool = False  # the kernel's offset math is signed i32 (line at 2**31)
     # span = per_inter * inter + fixed: lets the model solve for the first failing inter
     per_inter: int = 0
+    limit_bytes: int = 0  # a backend's own line (offset_line); 0: the buffer / i32 line above
+    line_text: str = ""  # how a guard message names that line
+    via: str = "buffer resource"  # what the offsets start from
 
     @property
     def limit(self) -> int:
+        if self.limit_bytes:
+            return self.limit_bytes
         return I32_LINE if self.signed else U32_LINE
 
     @property
@@ -64,6 +78,37 @@ class TensorSpan:
 
 def _bytes(elems: int, bits: int) -> int:
     return (elems * bits + 7) // 8
+
+
+def offset_line(v: Mapping[str, Any], elem_bits: int) -> tuple[int, str]:
+    """(bytes, description) of the line a tensor of `elem_bits` elements must stay below in
+    variant `v`'s kernels, or (0, "") for the FlyDSL buffer line (2**32 bytes).
+
+    Triton: signed i32 element offsets break at 2**31 elements; an AMD target may also use
+    buffer ops (2**32 bytes); the smaller line holds."""
+    if v.get("backend", "flydsl") != "triton":
+        return 0, ""
+    elem_line = I32_LINE * elem_bits // 8
+    if "amd" in v.get("targets", {}).values() and U32_LINE < elem_line:
+        return U32_LINE, "2**32 (32-bit byte offset of an AMD buffer op)"
+    return elem_line, f"2**31 elements (signed i32 element offsets, {elem_bits}-bit elements)"
+
+
+def _for_backend(v: Mapping[str, Any], s: TensorSpan, elem_bits: int) -> TensorSpan:
+    limit, text = offset_line(v, elem_bits)
+    if not limit:
+        return s
+    return TensorSpan(
+        s.tensor,
+        s.shape,
+        s.resource,
+        s.span_bytes,
+        s.signed,
+        s.per_inter,
+        limit_bytes=limit,
+        line_text=text,
+        via="base pointer",
+    )
 
 
 def max_padded_rows(p: Problem, tile_m: int) -> int:
@@ -149,7 +194,18 @@ def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
     out.append(
         TensorSpan("sorted_expert_ids", (n_blocks,), "whole tensor", _bytes(n_blocks, ID_BITS))
     )
-    return out
+    return [_for_backend(v, s, _elem_bits(v, s.tensor)) for s in out]
+
+
+def _elem_bits(v: Mapping[str, Any], tensor: str) -> int:
+    """The element width of one of spans()' tensors (what i32 element offsets count)."""
+    if tensor in ("x", "a2") or (tensor == "out" and v["stage"] == 1):
+        return v["act_bits"]
+    if tensor.startswith("w"):
+        return v["weight_bits"] * v.get("weight_pack", 1)  # offsets count storage elements
+    if tensor == "out":
+        return v["out_bits"]
+    return F32_BITS if tensor.startswith("gate_up_partials") else ID_BITS
 
 
 def _fmt_bytes(n: int) -> str:
@@ -165,10 +221,12 @@ def alternative_name(v: Mapping[str, Any]) -> str | None:
 
 def explain(v: Mapping[str, Any], s: TensorSpan, p: Problem) -> str:
     """A guard message: tensor, bytes, limit, and what to do instead."""
-    line = "2**31 (signed i32 offsets)" if s.signed else "2**32 (32-bit buffer offset)"
+    line = s.line_text or (
+        "2**31 (signed i32 offsets)" if s.signed else "2**32 (32-bit buffer offset)"
+    )
     msg = (
         f"{v['name']}: {s.tensor} {list(s.shape)} spans {_fmt_bytes(s.span_bytes)} through "
-        f"{s.resource} buffer resource, past the {line} limit of {_fmt_bytes(s.limit)}; "
+        f"{s.resource} {s.via}, past the {line} limit of {_fmt_bytes(s.limit)}; "
         "its offsets would wrap and read or write the wrong memory."
     )
     if s.tensor.startswith("w") and s.resource == "whole tensor":
@@ -301,7 +359,7 @@ def table(v: Mapping[str, Any], p: Problem) -> str:
                 "x".join(map(str, s.shape)),
                 s.resource,
                 f"{s.span_bytes:,}",
-                "2^31" if s.signed else "2^32",
+                f"{s.limit:,}" if s.limit_bytes else ("2^31" if s.signed else "2^32"),
                 "yes" if s.fits else "NO",
                 "yes" if s.fits_signed else "no",
             )

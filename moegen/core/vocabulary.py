@@ -39,6 +39,19 @@ WEIGHT_LAYOUTS = ("preshuffle_16x16",)
 """How expert weights are stored: preshuffle_16x16 is aiter's shuffle_weight(w, (16, 16)), 16-row
 x 16-byte groups (moegen.runtime.preshuffle), the layout upstream's kernels consume."""
 
+BACKENDS = ("flydsl", "triton")
+"""The kernel languages a variant may be generated in (variants.yaml's `backend` axis); each is a
+subpackage of moegen.backends."""
+DEFAULT_BACKEND = "flydsl"
+"""The backend of a variant that names none. Its variants' names and parameters leave the backend
+out, so adding the axis changed nothing they render to."""
+
+VENDORS = ("amd", "nvidia")
+"""Who makes an arch (variants.yaml `archs.<arch>.vendor`): decides which backends can target it
+and which offset lines apply there (moegen.core.address_model.offset_line)."""
+DEFAULT_VENDOR = "amd"
+"""An arch that names no vendor (every arch of the FlyDSL-only spec) is AMD's."""
+
 # ---- sizes -----------------------------------------------------------------------------------
 GIB = 2**30
 

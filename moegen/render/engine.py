@@ -95,9 +95,10 @@ def render_raw(
         kt = backend.kernel_templates[v.stage]
         body = _render(env, kt, v=v)
         files[v.module_relpath] = header(v, kt, spec_path, f"{backend.title} kernel module") + body
-        if (templates_dir / TEST_TEMPLATE).exists():
-            body = _render(env, TEST_TEMPLATE, v=v, spec_name=spec_path.name)
-            files[v.test_relpath] = header(v, TEST_TEMPLATE, spec_path, "boundary test") + body
+        test_template = backend.test_template
+        if (templates_dir / test_template).exists():
+            body = _render(env, test_template, v=v, spec_name=spec_path.name)
+            files[v.test_relpath] = header(v, test_template, spec_path, "boundary test") + body
     if full:
         for backend in sorted({v.backend for v in variants} or {"flydsl"}):
             title = get_backend(backend).title

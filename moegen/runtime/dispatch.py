@@ -37,6 +37,7 @@ class RegisteredVariant:
 
     def serves(self, tokens: int) -> bool:
         return self.min_tokens <= tokens and (self.max_tokens is None or tokens <= self.max_tokens)
+    backend: str = "flydsl"  # the registry names it where it is not the default backend
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -84,14 +85,15 @@ def candidates(
     tokens: int | None = None,
     out_dtype: str | None = None,
     arch: str | None = None,
+    backend: str = "flydsl",
 ) -> list[RegisteredVariant]:
-    """The matching entries whose tile serves `tokens` (all tiles when None), that store
-    `out_dtype` and compile for `arch` (any when None), preferred first, then atomic before
-    reduce, then by name (deterministic)."""
+    """The matching entries of one backend whose tile serves `tokens` (all tiles when None),
+    that store `out_dtype` and compile for `arch` (any when None), preferred first, then atomic
+    before reduce, then by name (deterministic)."""
     found = [
         e
         for e in entries
-        if (e.dtype, e.stage, e.split_k) == (dtype, stage, split_k)
+        if (e.dtype, e.stage, e.split_k, e.backend) == (dtype, stage, split_k, backend)
         and (tokens is None or e.serves(tokens))
         and (out_dtype is None or e.out_dtype == out_dtype)
         and (arch is None or not e.archs or arch in e.archs)
@@ -105,6 +107,7 @@ def select(
     dtype: str,
     stage: int,
     split_k: int = 1,
+    backend: str = "flydsl",
     experts: int,
     model_dim: int,
     inter: int,
@@ -118,20 +121,24 @@ def select(
     None) and can address this problem."""
     if stage == 2 and out_dtype is None:
         out_dtype = "float32"
-    want = dict(dtype=dtype, stage=stage, split_k=split_k, out_dtype=out_dtype, arch=arch)
+    want = dict(
+        dtype=dtype, stage=stage, split_k=split_k, out_dtype=out_dtype, arch=arch, backend=backend
+    )
     cands = candidates(entries, tokens=tokens, **want)
     what = f"dtype={dtype} stage={stage} split_k={split_k}"
     what += f" out_dtype={out_dtype}" if out_dtype else ""
     what += f" arch={arch}" if arch else ""
+    if backend != "flydsl":
+        what += f" backend={backend}"
     if not cands and candidates(entries, **want):
         raise NoAddressableVariant(
             f"no tile of the variants with {what} serves {tokens} tokens; give the largest tile "
             "of each family no max_tokens in variants.yaml and run `moegen render`."
         )
     if not cands:
-        declared = sorted({(e.dtype, e.stage, e.split_k) for e in entries})
+        declared = sorted({(e.dtype, e.stage, e.split_k, e.backend) for e in entries})
         raise NoAddressableVariant(
-            f"no variant in variants.yaml has {what}; declared (dtype, stage, split_k): {declared}. "
+            f"no variant in variants.yaml has {what}; declared (dtype, stage, split_k, backend): {declared}. "
             "Add one to variants.yaml and run `moegen render`."
         )
     reasons = []

@@ -10,7 +10,7 @@ from typing import Any
 
 from moegen.spec.errors import Location, SpecError
 from moegen.spec.located import LList, LMap
-from moegen.spec.model import NAME_RE
+from moegen.spec.model import CONFIG_KEYS, NAME_RE
 
 # ---------------------------------------------------------------------------------------------
 # small validation helpers: each appends to `errors` and returns whether the value is usable
@@ -194,3 +194,41 @@ def check_name(value: Any, loc: Location, what: str, errors: list[SpecError]) ->
         )
     )
     return False
+
+
+def check_configs(value: Any, loc: Location, errors: list[SpecError]) -> bool:
+    """`configs:`: a non-empty list of tile regimes, each with every CONFIG_KEYS int >= 1,
+    ascending by `tokens`."""
+    if not isinstance(value, LList) or not value:
+        errors.append(
+            SpecError(
+                loc,
+                f"configs must be a non-empty list of tile regimes, not {type_name(value)}",
+                "write configs: [{tokens: 64, m: 16, n: 64, k: 128, warps: 4, stages: 4}]",
+            )
+        )
+        return False
+    n0 = len(errors)
+    last = 0
+    for i, entry in enumerate(value):
+        if not expect_map(entry, value.item_loc[i], "a configs entry", errors):
+            continue
+        check_keys(entry, CONFIG_KEYS, "a configs entry", errors, required=CONFIG_KEYS)
+        for k in CONFIG_KEYS:
+            if k in entry and expect_int(entry[k], entry.at(k), f"configs {k}", errors):
+                if entry[k] < 1:
+                    errors.append(
+                        SpecError(entry.at(k), f"configs {k}={entry[k]} must be >= 1", "")
+                    )
+        tokens = entry.get("tokens")
+        if isinstance(tokens, int) and not isinstance(tokens, bool):
+            if tokens <= last:
+                errors.append(
+                    SpecError(
+                        entry.at("tokens"),
+                        f"configs tokens={tokens} must be larger than the previous entry's {last}",
+                        "list the regimes by ascending token count",
+                    )
+                )
+            last = max(last, tokens)
+    return len(errors) == n0

@@ -16,6 +16,7 @@ from typing import Any, Iterable, Sequence
 from moegen.backends import get_backend
 from moegen.spec.checks import (
     _suggest,
+    check_configs,
     check_keys,
     check_name,
     expect_bool,
@@ -26,11 +27,15 @@ from moegen.spec.checks import (
 )
 from moegen.spec.errors import Location, SpecError
 from moegen.spec.load import load_spec, raise_if
+from moegen.spec.naming import variant_name
 from moegen.spec.located import LList, LMap
 from moegen.spec.model import (
     ACCUMULATE_MODES,
     ADDRESSING_MODES,
     AXES,
+    CONFIG_KEYS,
+    BACKENDS,
+    DEFAULT_BACKEND,
     STAGES,
     TILE_KEYS,
     TILE_MAP_KEYS,
@@ -38,6 +43,7 @@ from moegen.spec.model import (
     VARIANT_KEYS,
     Source,
     Spec,
+    TileRegime,
     Variant,
 )
 
@@ -48,41 +54,9 @@ BUILTIN_DEFAULTS = {
     "out_dtype": "float32",
     "accumulate": "atomic",
     "preferred": False,
+    "backend": DEFAULT_BACKEND,
+    "configs": None,
 }
-
-
-def variant_name(
-    *,
-    stage: int,
-    dtype: str,
-    addressing: str,
-    split_k: int,
-    tile: tuple[int, int, int],
-    doweight: bool,
-    out_dtype: str,
-    default_tile: tuple[int, int, int] | None,
-    default_out: str,
-    accumulate: str = "atomic",
-) -> str:
-    """A readable identifier that is a pure function of the variant's parameters.
-
-    Parameters equal to the spec's defaults are left out, so the common case reads
-    `moe_s1_bf16_per_expert_k2`; a non-default tile adds `_t32x128x64`, a stage-1 routing-weight
-    multiply `_w`, a non-default stage-2 output dtype `_out_bfloat16`, stage 2's reduce mode
-    `_reduce`.
-    """
-    parts = [f"moe_s{stage}", dtype, addressing]
-    if stage == 1:
-        parts.append(f"k{split_k}")
-    if tile != default_tile:
-        parts.append("t{}x{}x{}".format(*tile))
-    if stage == 1 and doweight:
-        parts.append("w")
-    if stage == 2 and out_dtype != default_out:
-        parts.append(f"out_{out_dtype}")
-    if stage == 2 and accumulate != "atomic":
-        parts.append(accumulate)
-    return "_".join(parts)
 
 
 def _max_tokens_of(value: Any, base: int | None) -> int | None:
@@ -137,6 +111,8 @@ class _Expander:
             )
         if key == "addressing":
             return expect_choice(value, ADDRESSING_MODES, loc, "addressing", errs)
+        if key == "backend":
+            return expect_choice(value, BACKENDS, loc, "backend", errs)
         if key == "stage":
             return expect_choice(value, STAGES, loc, "stage", errs)
         if key == "split_k":
@@ -168,6 +144,8 @@ class _Expander:
                 self.error(loc, "archs lists an arch twice", "list each arch once")
                 ok = False
             return ok
+        if key == "configs":
+            return check_configs(value, loc, errs)
         if key == "tile":
             if not expect_map(value, loc, "tile", errs):
                 return False
@@ -248,11 +226,22 @@ class _Expander:
             )
             ok = False
         dt = spec.dtypes[merged["dtype"]]
+        backend = get_backend(merged["backend"])
         for arch in merged["archs"]:
+            vendor = spec.archs[arch].vendor
+            if vendor not in backend.vendors:
+                self.error(
+                    loc,
+                    f"backend {backend.name!r} cannot target arch {arch!r} (vendor {vendor}; "
+                    f"it targets {', '.join(backend.vendors)})",
+                    f"drop {arch} from this variant's archs, or use a backend that targets {vendor}",
+                )
+                ok = False
+                continue
             lacks = [
                 s
                 for s, table in (("mfma", dt.mfma), ("torch_dtype", dt.act_torch))
-                if arch not in table
+                if s in backend.dtype_tables and arch not in table
             ]
             if lacks:
                 self.error(
@@ -291,6 +280,21 @@ class _Expander:
                         "use out_dtype: float32, or accumulate: reduce (plain stores and a topk sum), or drop the arch",
                     )
                     ok = False
+        configs = merged["configs"]
+        if configs is not None and not backend.tile_configs:
+            self.error(
+                loc,
+                f"backend {backend.name!r} takes no `configs:` (its tile is `tile:`)",
+                "remove configs, or set backend to one that takes tile regimes",
+            )
+            ok = False
+        if configs is None and backend.tile_configs:
+            self.error(
+                loc,
+                f"backend {backend.name!r} needs `configs:`, its tile regimes by token count",
+                "add configs: [{tokens: 64, m: 16, n: 64, k: 128, warps: 4, stages: 4}, ...]",
+            )
+            ok = False
         if not ok:
             return None
         name = explicit_name or variant_name(
@@ -304,10 +308,12 @@ class _Expander:
             default_tile=defaults["tile"],
             default_out=defaults["out_dtype"],
             accumulate=accumulate,
+            backend=merged["backend"],
+            default_backend=defaults["backend"],
         )
         v = Variant(
             name=name,
-            dtype=dt,
+            dtype=dt.for_archs(merged["archs"]),
             addressing=merged["addressing"],
             stage=stage,
             split_k=split_k,
@@ -322,8 +328,11 @@ class _Expander:
             shapes=spec.shapes,
             max_tokens=max_tokens,
             accumulate=accumulate,
+            backend=merged["backend"],
+            configs=tuple(TileRegime(*(c[k] for k in CONFIG_KEYS)) for c in (configs or ())),
+            arch_vendors={a: spec.archs[a].vendor for a in merged["archs"]},
         )
-        for problem in get_backend(v.backend).check_tiles(v):
+        for problem in backend.check_tiles(v):
             self.error(loc, f"{name}: {problem}", "change the tile in variants.yaml")
             ok = False
         for shape in spec.shapes:

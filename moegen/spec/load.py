@@ -23,6 +23,8 @@ from moegen.spec.errors import Location, SpecError, SpecErrors
 from moegen.spec.located import LList, LMap, load
 from moegen.spec.model import (
     ARCH_KEYS,
+    DEFAULT_VENDOR,
+    VENDORS,
     DTYPE_KEYS,
     DTYPE_REQUIRED_KEYS,
     MFMA_KEYS,
@@ -54,7 +56,12 @@ def _load_archs(m: LMap, errors: list[SpecError]) -> dict[str, Arch]:
             body, m.at(name), f"arch {name}", errors
         ):
             continue
-        check_keys(body, ARCH_KEYS, f"arch {name!r}", errors, required=ARCH_KEYS)
+        check_keys(body, ARCH_KEYS, f"arch {name!r}", errors, required=("atomics",))
+        vendor = body.get("vendor", DEFAULT_VENDOR)
+        if "vendor" in body and not expect_choice(
+            vendor, VENDORS, body.at("vendor"), f"arch {name!r}: vendor", errors
+        ):
+            continue
         atomics = body.get("atomics", [])
         ok = isinstance(atomics, LList)
         if not ok:
@@ -71,7 +78,7 @@ def _load_archs(m: LMap, errors: list[SpecError]) -> dict[str, Arch]:
                     a, tuple(TORCH_DTYPES), atomics.item_loc[i], "atomic dtype", errors
                 )
         if ok:
-            archs[name] = Arch(name, tuple(atomics))
+            archs[name] = Arch(name, tuple(atomics), vendor)
     return archs
 
 

@@ -18,13 +18,18 @@ collected with its file:line:col and a fix, so one run reports all of them.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Any, Mapping
+from dataclasses import dataclass, field, replace
+from types import MappingProxyType
+from typing import Any, Mapping, Sequence
 
 from moegen.backends import get_backend
 from moegen.core.vocabulary import (  # noqa: F401  (part of the model)
     ACCUMULATE_MODES,
     ADDRESSING_MODES,
+    BACKENDS,
+    DEFAULT_BACKEND,
+    DEFAULT_VENDOR,
+    VENDORS,
     WEIGHT_LAYOUTS,
     Mfma,
 )
@@ -49,7 +54,7 @@ REQUIRED_SHAPES = ("small", "production")
 NAME_RE = re.compile(r"^[a-z][a-z0-9_]{0,79}$")
 
 TOP_KEYS = ("version", "archs", "dtypes", "shapes", "defaults", "matrix", "variants")
-ARCH_KEYS = ("atomics",)
+ARCH_KEYS = ("atomics", "vendor")
 DTYPE_KEYS = (
     "activation",
     "activation_bits",
@@ -69,6 +74,9 @@ SHAPE_KEYS = ("experts", "model_dim", "inter", "topk")
 TILE_KEYS = ("m", "n", "k")
 # A tile map may also say up to how many tokens it serves (tiles per regime, picked by token count).
 TILE_MAP_KEYS = TILE_KEYS + ("max_tokens",)
+# One tile regime of a backend that takes them (Triton): the largest token count it serves
+# (the last one also serves every larger count), its tile, warps and pipeline stages.
+CONFIG_KEYS = ("tokens", "m", "n", "k", "warps", "stages")
 # Keys a variant may carry (defaults, matrix blocks and explicit entries share them).
 VARIANT_KEYS = (
     "dtype",
@@ -81,6 +89,8 @@ VARIANT_KEYS = (
     "out_dtype",
     "accumulate",
     "preferred",
+    "backend",
+    "configs",
 )
 AXES = (
     "dtype",
@@ -91,6 +101,7 @@ AXES = (
     "out_dtype",
     "accumulate",
     "preferred",
+    "backend",
 )
 
 
@@ -119,11 +130,38 @@ class DType:
     def act_bytes(self) -> float:
         return self.activation_bits / 8
 
+    def for_archs(self, archs: Sequence[str]) -> DType:
+        """The dtype as a variant sees it: its per-arch tables cut to the variant's archs (an
+        arch another backend's variants add to a dtype changes nothing this variant renders)."""
+
+        def cut(table: Mapping[str, Any]) -> Mapping[str, Any]:
+            return MappingProxyType({a: table[a] for a in table if a in archs})
+
+        return replace(
+            self,
+            act_torch=cut(self.act_torch),
+            weight_torch=cut(self.weight_torch),
+            mfma=cut(self.mfma),
+        )
+
 
 @dataclass(frozen=True)
 class Arch:
     name: str
     atomics: tuple[str, ...]
+    vendor: str = DEFAULT_VENDOR  # one of VENDORS
+
+
+@dataclass(frozen=True)
+class TileRegime:
+    """A tile config used up to `tokens` tokens (Triton variants' `configs:`)."""
+
+    tokens: int
+    m: int
+    n: int
+    k: int
+    warps: int
+    stages: int
 
 
 @dataclass(frozen=True)
@@ -164,7 +202,7 @@ class Variant:
     preferred: bool
     source: Source = field(compare=False, repr=False)
     shapes: tuple[Shape, ...] = field(default=(), compare=False, repr=False)
-    backend: str = "flydsl"  # moegen.backends.BACKENDS; renders with that backend's templates
+    backend: str = DEFAULT_BACKEND  # one of BACKENDS; renders with that backend's templates
     # Tiles per regime: auto-dispatch picks this variant's tile for token counts in
     # [min_tokens, max_tokens] (None: no upper bound). expand() derives min_tokens from the
     # other tiles of the same family (the variants that differ only in their tile).
@@ -172,6 +210,10 @@ class Variant:
     max_tokens: int | None = None
     # Stage 2: how the topk slots of a token meet (moegen.core.vocabulary.ACCUMULATE_MODES).
     accumulate: str = "atomic"
+    # Tile regimes by token count, ascending (backends with `tile_configs` only).
+    configs: tuple[TileRegime, ...] = ()
+    # arch -> vendor of each declared arch (archs.<arch>.vendor)
+    arch_vendors: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
 
     # --- paths: derived from the name in this one place ---------------------------------
     @property
@@ -218,8 +260,11 @@ class Variant:
 
     @property
     def params(self) -> dict[str, Any]:
-        """The resolved parameters, in a fixed order (header, `moegen list`, manifest)."""
-        return {
+        """The resolved parameters, in a fixed order (header, `moegen list`, manifest).
+
+        The backend is named only where it is not the default one: the default backend's
+        output stayed byte-identical when the `backend` axis was added."""
+        params = {
             "dtype": self.dtype.name,
             "addressing": self.addressing,
             "stage": self.stage,
@@ -232,6 +277,9 @@ class Variant:
             **({"accumulate": self.accumulate} if self.stage == 2 else {}),
             "preferred": self.preferred,
         }
+        if self.backend != DEFAULT_BACKEND:
+            params["backend"] = self.backend
+        return params
 
     @property
     def tokens_text(self) -> str:
@@ -265,7 +313,7 @@ class Variant:
     @property
     def runtime_info(self) -> dict[str, Any]:
         """Plain values a generated module keeps as VARIANT (read by guards and dispatch)."""
-        return {
+        info = {
             "name": self.name,
             "stage": self.stage,
             "dtype": self.dtype.name,
@@ -287,6 +335,11 @@ class Variant:
             "accumulate": self.accumulate,
             "preferred": self.preferred,
         }
+        if self.backend != DEFAULT_BACKEND:
+            # The address model's line depends on the backend and on its targets' vendors.
+            info["backend"] = self.backend
+            info["targets"] = {arch: self.arch_vendors[arch] for arch in self.archs}
+        return info
 
 
 @dataclass(frozen=True)
