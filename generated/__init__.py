@@ -7,8 +7,9 @@
     kernel = auto_stage1("bf16", x, w1, topk=4)          # the module of the variant to use
     out = kernel.moe_stage1(x, w1, *routing, topk=4)
 
-`auto_*` picks, among the variants variants.yaml declares for the dtype / stage / split-K, the
-preferred one when it can address the tensors, else the first that can (moegen.core.address_model);
+`auto_*` picks, among the variants variants.yaml declares for the dtype / stage / split-K whose
+tile serves the token count (tiles per regime, below), the preferred one when it can address the
+tensors, else the first that can (moegen.core.address_model);
 if none can it raises NoAddressableVariant listing every candidate and why it failed.
 """
 
@@ -18,6 +19,37 @@ from moegen.runtime.dispatch import NoAddressableVariant, RegisteredVariant, pro
 
 __all__ = ["VARIANTS", "NoAddressableVariant", "auto_stage1", "auto_stage2", "select_variant"]
 
+# Tiles per regime (variants.yaml `tile:` lists): the tile auto-dispatch uses by token count.
+#   moe_s1_bf16_per_expert_k1                tile 16x64x128  tokens 1-512
+#   moe_s1_bf16_per_expert_k1_t128x64x64     tile 128x64x64  tokens 513+
+#   moe_s1_bf16_per_expert_k2                tile 16x64x128  tokens 1-512
+#   moe_s1_bf16_per_expert_k2_t128x64x64     tile 128x64x64  tokens 513+
+#   moe_s2_bf16_per_expert_out_bfloat16_reduce tile 16x64x128  tokens 1+
+#   moe_s2_bf16_per_expert                   tile 16x64x128  tokens 1-512
+#   moe_s2_bf16_per_expert_t128x64x64        tile 128x64x64  tokens 513+
+#   moe_s2_bf16_per_expert_out_bfloat16      tile 16x64x128  tokens 1+
+#   moe_s1_bf16_whole_tensor_k1              tile 16x64x128  tokens 1-512
+#   moe_s1_bf16_whole_tensor_k1_t128x64x64   tile 128x64x64  tokens 513+
+#   moe_s1_bf16_whole_tensor_k2              tile 16x64x128  tokens 1-512
+#   moe_s1_bf16_whole_tensor_k2_t128x64x64   tile 128x64x64  tokens 513+
+#   moe_s2_bf16_whole_tensor_out_bfloat16_reduce tile 16x64x128  tokens 1+
+#   moe_s2_bf16_whole_tensor                 tile 16x64x128  tokens 1-512
+#   moe_s2_bf16_whole_tensor_t128x64x64      tile 128x64x64  tokens 513+
+#   moe_s2_bf16_whole_tensor_out_bfloat16    tile 16x64x128  tokens 1+
+#   moe_s1_fp16_per_expert_k1                tile 16x64x128  tokens 1-512
+#   moe_s1_fp16_per_expert_k1_t128x64x64     tile 128x64x64  tokens 513+
+#   moe_s1_fp16_per_expert_k2                tile 16x64x128  tokens 1-512
+#   moe_s1_fp16_per_expert_k2_t128x64x64     tile 128x64x64  tokens 513+
+#   moe_s2_fp16_per_expert_out_float16       tile 16x64x128  tokens 1+
+#   moe_s2_fp16_per_expert                   tile 16x64x128  tokens 1-512
+#   moe_s2_fp16_per_expert_t128x64x64        tile 128x64x64  tokens 513+
+#   moe_s1_fp16_whole_tensor_k1              tile 16x64x128  tokens 1-512
+#   moe_s1_fp16_whole_tensor_k1_t128x64x64   tile 128x64x64  tokens 513+
+#   moe_s1_fp16_whole_tensor_k2              tile 16x64x128  tokens 1-512
+#   moe_s1_fp16_whole_tensor_k2_t128x64x64   tile 128x64x64  tokens 513+
+#   moe_s2_fp16_whole_tensor_out_float16     tile 16x64x128  tokens 1+
+#   moe_s2_fp16_whole_tensor                 tile 16x64x128  tokens 1-512
+#   moe_s2_fp16_whole_tensor_t128x64x64      tile 128x64x64  tokens 513+
 VARIANTS = (
     RegisteredVariant(
         name="moe_s1_bf16_per_expert_k1",
@@ -27,6 +59,25 @@ VARIANTS = (
         split_k=1,
         addressing="per_expert",
         preferred=False,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_bf16_per_expert_k1_t128x64x64",
+        module="generated.flydsl.moe_s1_bf16_per_expert_k1_t128x64x64",
+        dtype="bf16",
+        stage=1,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_bf16_per_expert_k2",
@@ -36,6 +87,25 @@ VARIANTS = (
         split_k=2,
         addressing="per_expert",
         preferred=False,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_bf16_per_expert_k2_t128x64x64",
+        module="generated.flydsl.moe_s1_bf16_per_expert_k2_t128x64x64",
+        dtype="bf16",
+        stage=1,
+        split_k=2,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_bf16_whole_tensor_k1",
@@ -45,6 +115,25 @@ VARIANTS = (
         split_k=1,
         addressing="whole_tensor",
         preferred=True,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_bf16_whole_tensor_k1_t128x64x64",
+        module="generated.flydsl.moe_s1_bf16_whole_tensor_k1_t128x64x64",
+        dtype="bf16",
+        stage=1,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_bf16_whole_tensor_k2",
@@ -54,6 +143,25 @@ VARIANTS = (
         split_k=2,
         addressing="whole_tensor",
         preferred=True,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_bf16_whole_tensor_k2_t128x64x64",
+        module="generated.flydsl.moe_s1_bf16_whole_tensor_k2_t128x64x64",
+        dtype="bf16",
+        stage=1,
+        split_k=2,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_fp16_per_expert_k1",
@@ -63,6 +171,25 @@ VARIANTS = (
         split_k=1,
         addressing="per_expert",
         preferred=False,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_fp16_per_expert_k1_t128x64x64",
+        module="generated.flydsl.moe_s1_fp16_per_expert_k1_t128x64x64",
+        dtype="fp16",
+        stage=1,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_fp16_per_expert_k2",
@@ -72,6 +199,25 @@ VARIANTS = (
         split_k=2,
         addressing="per_expert",
         preferred=False,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_fp16_per_expert_k2_t128x64x64",
+        module="generated.flydsl.moe_s1_fp16_per_expert_k2_t128x64x64",
+        dtype="fp16",
+        stage=1,
+        split_k=2,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_fp16_whole_tensor_k1",
@@ -81,6 +227,25 @@ VARIANTS = (
         split_k=1,
         addressing="whole_tensor",
         preferred=True,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_fp16_whole_tensor_k1_t128x64x64",
+        module="generated.flydsl.moe_s1_fp16_whole_tensor_k1_t128x64x64",
+        dtype="fp16",
+        stage=1,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s1_fp16_whole_tensor_k2",
@@ -90,6 +255,25 @@ VARIANTS = (
         split_k=2,
         addressing="whole_tensor",
         preferred=True,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_fp16_whole_tensor_k2_t128x64x64",
+        module="generated.flydsl.moe_s1_fp16_whole_tensor_k2_t128x64x64",
+        dtype="fp16",
+        stage=1,
+        split_k=2,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s2_bf16_per_expert",
@@ -99,6 +283,53 @@ VARIANTS = (
         split_k=1,
         addressing="per_expert",
         preferred=False,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s2_bf16_per_expert_out_bfloat16",
+        module="generated.flydsl.moe_s2_bf16_per_expert_out_bfloat16",
+        dtype="bf16",
+        stage=2,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx950",),
+    ),
+    RegisteredVariant(
+        name="moe_s2_bf16_per_expert_out_bfloat16_reduce",
+        module="generated.flydsl.moe_s2_bf16_per_expert_out_bfloat16_reduce",
+        dtype="bf16",
+        stage=2,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="reduce",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s2_bf16_per_expert_t128x64x64",
+        module="generated.flydsl.moe_s2_bf16_per_expert_t128x64x64",
+        dtype="bf16",
+        stage=2,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s2_bf16_whole_tensor",
@@ -108,6 +339,53 @@ VARIANTS = (
         split_k=1,
         addressing="whole_tensor",
         preferred=True,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s2_bf16_whole_tensor_out_bfloat16",
+        module="generated.flydsl.moe_s2_bf16_whole_tensor_out_bfloat16",
+        dtype="bf16",
+        stage=2,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx950",),
+    ),
+    RegisteredVariant(
+        name="moe_s2_bf16_whole_tensor_out_bfloat16_reduce",
+        module="generated.flydsl.moe_s2_bf16_whole_tensor_out_bfloat16_reduce",
+        dtype="bf16",
+        stage=2,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="reduce",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s2_bf16_whole_tensor_t128x64x64",
+        module="generated.flydsl.moe_s2_bf16_whole_tensor_t128x64x64",
+        dtype="bf16",
+        stage=2,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s2_fp16_per_expert",
@@ -117,6 +395,39 @@ VARIANTS = (
         split_k=1,
         addressing="per_expert",
         preferred=False,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s2_fp16_per_expert_out_float16",
+        module="generated.flydsl.moe_s2_fp16_per_expert_out_float16",
+        dtype="fp16",
+        stage=2,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s2_fp16_per_expert_t128x64x64",
+        module="generated.flydsl.moe_s2_fp16_per_expert_t128x64x64",
+        dtype="fp16",
+        stage=2,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
         name="moe_s2_fp16_whole_tensor",
@@ -126,6 +437,39 @@ VARIANTS = (
         split_k=1,
         addressing="whole_tensor",
         preferred=True,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s2_fp16_whole_tensor_out_float16",
+        module="generated.flydsl.moe_s2_fp16_whole_tensor_out_float16",
+        dtype="fp16",
+        stage=2,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s2_fp16_whole_tensor_t128x64x64",
+        module="generated.flydsl.moe_s2_fp16_whole_tensor_t128x64x64",
+        dtype="fp16",
+        stage=2,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
     ),
 )
 
@@ -141,7 +485,11 @@ def auto_stage1(dtype: str, x, w1, *, topk: int, split_k: int = 1) -> ModuleType
     return select_variant(dtype, 1, split_k, **problem).load()
 
 
-def auto_stage2(dtype: str, a2, w2, *, topk: int) -> ModuleType:
-    """The stage-2 kernel module for a2 [tokens * topk, inter] and w2 [E, model_dim, inter]."""
+def auto_stage2(
+    dtype: str, a2, w2, *, topk: int, out_dtype: str = "float32", arch: str | None = None
+) -> ModuleType:
+    """The stage-2 kernel module for a2 [tokens * topk, inter] and w2 [E, model_dim, inter],
+    storing out_dtype (float32 / float16 / bfloat16) and, when arch is given, compiled for it
+    (a 16-bit output uses packed atomics where the arch has them, else reduce mode)."""
     problem = problem_of(2, a2.shape, w2.shape, topk)
-    return select_variant(dtype, 2, 1, **problem).load()
+    return select_variant(dtype, 2, 1, out_dtype=out_dtype, arch=arch, **problem).load()

@@ -23,10 +23,19 @@ from moegen.runtime import routing
 from moegen.cli.emulate import register
 from moegen.emulator import Emulator
 
+from moegen.spec.expand import enumerate_variants
+
 ROOT = Path(__file__).resolve().parents[1]
 GENERATED = ROOT / "generated" / "flydsl"
 VARIANTS = sorted(p.stem for p in GENERATED.glob("moe_*.py"))
 ARCHS = ("gfx942", "gfx950")
+# Each variant on each arch it declares (a bf16 packed-atomic output exists on gfx950 only).
+CASES = [
+    (name, arch)
+    for name in VARIANTS
+    for arch in ARCHS
+    if arch in execute.load_module(GENERATED / f"{name}.py").VARIANT["archs"]
+]
 SMALL = dict(experts=4, model_dim=256, inter=128, tokens=33, topk=2, idle_experts=(1,))
 MIN_COS_SIM = 0.999
 
@@ -40,14 +49,15 @@ def _problem(name: str, arch: str, seed: int = 1) -> execute.KernelCase:
 @pytest.fixture(scope="module")
 def small_problems() -> dict[tuple[str, str], execute.KernelCase]:
     """(variant, arch) -> small problem, with every kernel compiled (2 subprocesses at a time)."""
-    problems = {(name, arch): _problem(name, arch) for name in VARIANTS for arch in ARCHS}
+    problems = {(name, arch): _problem(name, arch) for name, arch in CASES}
     calls = [(call, arch) for (_, arch), p in problems.items() for call in p.plan().kernels]
     execute.compile_calls(calls, jobs=2)
     return problems
 
 
-def test_all_twelve_variants_are_generated():
-    assert len(VARIANTS) == 12
+def test_every_declared_variant_is_generated():
+    declared = [v.name for v in enumerate_variants(ROOT / "variants.yaml") if v.backend == "flydsl"]
+    assert VARIANTS == sorted(declared)
     assert {execute.load_module(GENERATED / f"{n}.py").VARIANT["stage"] for n in VARIANTS} == {1, 2}
 
 
@@ -60,14 +70,21 @@ def test_small_problem_has_padding_and_an_idle_expert():
     assert 1 not in expert_ids[: used // 16].tolist()
 
 
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("name", VARIANTS)
-def test_variant_matches_fp32_reference(small_problems, name, arch):
+@pytest.mark.parametrize("name,arch", CASES)
+def test_variant_matches_fp32_reference(small_problems, name, arch, monkeypatch):
+    """One emulation per variant and arch, judged twice: globally (cos sim) and per row (every
+    (token, slot) row of stage 1, every token row of stage 2 within moegen.harness.verdict's
+    bounds, on the recipe's data where SiLU is far from linear)."""
     problem = small_problems[(name, arch)]
+    spawned = _count_compiles(monkeypatch)
     run = execute.emulate(problem.plan(), arch=arch)
-    assert run.compile_s < 0.5, "module fixture should have cached the compile"
+    assert spawned == [], "the module fixture should have cached the compile"
     assert run.stats["mfma"] > 0
     assert 1 - problem.cos_dist(run.result) > MIN_COS_SIM
+    judged = problem.judge(run.result, ambiguous=run.ambiguous_accesses)
+    assert judged.passed, judged.report()
+    tokens, topk = SMALL["tokens"], SMALL["topk"]
+    assert len(judged.rows) == (tokens * topk if problem.module.VARIANT["stage"] == 1 else tokens)
 
 
 def _count_compiles(monkeypatch) -> list[str]:
@@ -100,7 +117,7 @@ def test_compiles_are_cached(warm_cache, monkeypatch):
     (call,) = problem.plan().kernels
     assert execute.compile_calls([(call, "gfx942")], cache_dir=cache) == [mlir]
     run = execute.emulate(problem.plan(), cache_dir=cache)
-    assert spawned == [] and run.compile_s < 0.5  # hits start no subprocess
+    assert spawned == []  # hits start no subprocess
     assert 1 - problem.cos_dist(run.result) > MIN_COS_SIM  # and the cached kernel is right
     # what the kernel is specialized on names a different entry
     key = execute.cache_key(call, "gfx942")
@@ -209,19 +226,6 @@ def test_cli_unknown_variant_and_guard_refusal(capsys):
     assert code == 1 and time.perf_counter() - t0 < 30
     err = capsys.readouterr().err
     assert "refused:" in err and "per_expert" in err and "Traceback" not in err
-
-
-@pytest.mark.parametrize("arch", ARCHS)
-@pytest.mark.parametrize("name", VARIANTS)
-def test_variant_passes_the_per_row_verdict(small_problems, name, arch):
-    """Every (token, slot) row (stage 1) or token row (stage 2) of the small case within
-    moegen.harness.verdict's bounds, on the recipe's data where SiLU is far from linear."""
-    problem = small_problems[(name, arch)]
-    run = execute.emulate(problem.plan(), arch=arch)
-    judged = problem.judge(run.result, ambiguous=run.ambiguous_accesses)
-    assert judged.passed, judged.report()
-    tokens, topk = SMALL["tokens"], SMALL["topk"]
-    assert len(judged.rows) == (tokens * topk if problem.module.VARIANT["stage"] == 1 else tokens)
 
 
 def test_emulated_carries_the_emulators_ambiguous_accesses(monkeypatch):

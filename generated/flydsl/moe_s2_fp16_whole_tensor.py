@@ -7,9 +7,11 @@
 #   stage       2
 #   split_k     1
 #   tile        {"m": 16, "n": 64, "k": 128}
+#   tokens      "1-512"
 #   archs       ["gfx942", "gfx950"]
 #   doweight    true
 #   out_dtype   "float32"
+#   accumulate  "atomic"
 #   preferred   true
 """MoE stage 2: down projection of each routed row, weighted and summed over its topk slots.
 
@@ -59,6 +61,8 @@ VARIANT = {
     "tile_m": 16,
     "tile_n": 64,
     "tile_k": 128,
+    "min_tokens": 1,
+    "max_tokens": 512,
     "doweight": True,
     "out_dtype": "float32",
     "archs": ["gfx942", "gfx950"],
@@ -67,12 +71,15 @@ VARIANT = {
     "weight_pack": 1,
     "weight_layout": "preshuffle_16x16",
     "out_bits": 32,
+    "accumulate": "atomic",
     "preferred": True,
 }
 # torch dtypes the declared archs expect (fp8 flavours differ per arch; bf16/fp16 do not).
 ACT_DTYPES = {"gfx942": "float16", "gfx950": "float16"}
 WEIGHT_DTYPES = {"gfx942": "float16", "gfx950": "float16"}
 
+# Tile regime: auto-dispatch picks this tile for 1-512 tokens (variants.yaml `tile:`;
+# every tile of this kernel and the token counts it serves are listed in generated/__init__.py).
 TILE_M = 16  # sorted rows per workgroup (= moe_sorting block size)
 TILE_N = 64  # output columns per workgroup
 TILE_K = 128  # K per main-loop iteration

@@ -7,9 +7,11 @@
 #   stage       2
 #   split_k     1
 #   tile        {"m": 16, "n": 64, "k": 128}
+#   tokens      "1-512"
 #   archs       ["gfx942", "gfx950"]
 #   doweight    true
 #   out_dtype   "float32"
+#   accumulate  "atomic"
 #   preferred   false
 """Boundary test of moe_s2_fp16_per_expert: its shapes swept across the 4 GiB line.
 

@@ -132,6 +132,16 @@ def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
                 per_inter=_bytes(w_elems, wb) // i,
             )
         )
+        if v.get("accumulate") == "reduce":
+            # Reduce mode: each (token, slot) row is stored, then a host step sums the topk rows.
+            out.append(
+                TensorSpan(
+                    "slot_rows (reduce mode)",
+                    (t * k, d),
+                    "whole tensor",
+                    _bytes(t * k * d, v["out_bits"]),
+                )
+            )
         out.append(TensorSpan("out", (t, d), "whole tensor", _bytes(t * d, v["out_bits"])))
     for name in ("sorted_token_ids", "sorted_weights"):
         out.append(TensorSpan(name, (rows,), "whole tensor", _bytes(rows, ID_BITS)))

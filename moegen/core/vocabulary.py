@@ -32,6 +32,13 @@ WEIGHT_LAYOUTS = ("preshuffle_16x16",)
 """How expert weights are stored: preshuffle_16x16 is aiter's shuffle_weight(w, (16, 16)), 16-row
 x 16-byte groups (moegen.runtime.preshuffle), the layout upstream's kernels consume."""
 
+ACCUMULATE_MODES = ("atomic", "reduce")
+"""How stage 2 sums a token's topk slot contributions: `atomic` adds each into the zeroed output
+with a hardware atomic of the output dtype (float32: buffer_atomic_add_f32; float16/bfloat16:
+buffer_atomic_pk_add_f16/_bf16, two columns per instruction); `reduce` stores each slot's row with
+plain stores and a host step sums the topk rows (upstream's reduce mode, for an output dtype the
+arch has no atomic for)."""
+
 # ---- sizes -----------------------------------------------------------------------------------
 GIB = 2**30
 

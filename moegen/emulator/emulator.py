@@ -11,11 +11,11 @@ from . import execution
 from .diagnostics import AmbiguousAccess, Overflow
 from .errors import EmulatorError
 from .execution import WAVE, Batch, Runtime
-from .frontend import Kernel, Module
+from .frontend import Kernel, Module, attributes, location
+from .host_eval import HostEvaluator
 from .abi import host_values
 from .lds import Lds
 from .memory import Memory
-from .ops.integer import const_value
 from .types import parse_type
 
 WgFilter = Callable[[int, int, int], bool] | Iterable[tuple[int, int, int]] | None
@@ -92,20 +92,14 @@ class Emulator:
                 if isinstance(a, torch.Tensor):
                     self.mem.add_tensor(a, f"arg{k} {a.dtype} {tuple(a.shape)}")
             vals = host_values(runtime_args, htys)
-            index = {a: k for k, a in enumerate(hargs)}
-
-            def value(v):
-                if v in index:
-                    return vals[index[v]]
-                if v.owner.name == "llvm.mlir.constant":
-                    return const_value(v.owner.attributes["value"], parse_type(str(v.type)))
-                raise EmulatorError(f"launch operand defined by {v.owner.name} cannot be evaluated")
+            host_name = str(host.attributes["sym_name"]).strip('"')
+            value = HostEvaluator(host_name, dict(zip(hargs, vals)), location, attributes)
 
             seg = [int(x) for x in lop.attributes["operandSegmentSizes"]]
             opnds = list(lop.operands)
             pos = seg[0]
-            grid = tuple(int(value(v)) for v in opnds[pos : pos + 3])
-            block = tuple(int(value(v)) for v in opnds[pos + 3 : pos + 6])
+            grid = _dims(host_name, "grid", [value(v) for v in opnds[pos : pos + 3]])
+            block = _dims(host_name, "block", [value(v) for v in opnds[pos + 3 : pos + 6]])
             dyn_pos = sum(seg[:10])
             dyn = int(value(opnds[dyn_pos])) if seg[10] else 0
             pos = sum(seg[:11])
@@ -188,6 +182,20 @@ class Emulator:
             for slot, v in zip(k.params, params):
                 regs[slot] = v
             execution.run(k, regs, batch, self.rt)
+
+
+def _dims(host_name: str, what: str, values: list) -> tuple[int, ...]:
+    """Launch dimensions (i64 operands of gpu.launch_func, read as signed); each must lie in
+    [0, 2^32). FlyDSL sign-extends a 32-bit grid value, so an unsigned one >= 2^31 arrives
+    negative: refused, like any dimension the emulator cannot vouch a GPU would launch."""
+    dims = tuple(int(np.asarray(v).astype(np.int64)) for v in values)
+    bad = [d for d in dims if not 0 <= d < 1 << 32]
+    if bad:
+        raise EmulatorError(
+            f"host launcher {host_name}: {what} {dims} has a dimension outside [0, 2^32) "
+            f"({bad[0]}: a 32-bit value >= 2^31 sign-extended, or a negative one)"
+        )
+    return dims
 
 
 def _scalar(v, t):

@@ -28,45 +28,54 @@ from __future__ import annotations
 
 import numpy as np
 
-from .errors import IllegalAddress, LdsRace
+from .errors import EmulatorError, IllegalAddress, LdsRace
 
 
 class Lds:
     """LDS bytes[nwg, size] of one batch (addresses: 32-bit byte offsets from the workgroup's
-    LDS base); with race_check, the happens-before shadow described in the module docstring."""
+    LDS base); with race_check, the happens-before shadow described in the module docstring,
+    kept flat per (workgroup, byte) for speed: writer[f], wstamp[f], rstamp[f, wave] with
+    f = wg * size + addr, and synced[wg * waves + wave, other wave]."""
 
     def __init__(self, nwg: int, size: int, race_check: bool, waves: int = 1) -> None:
         self.size = size
         self.bytes = np.zeros((nwg, size), np.uint8)
         self.race_check = race_check
         if race_check:
+            self.waves = waves
             self.clock = 1
-            self.writer = np.full((nwg, size), -1, np.int16)
-            self.wstamp = np.zeros((nwg, size), np.int64)
-            self.rstamp = np.zeros((nwg, waves, size), np.int64)
-            self.released = np.ones((nwg, waves), np.int64)
-            self.at_barrier = np.ones((nwg, waves), np.int64)
-            self.synced = np.ones((nwg, waves, waves), np.int64)
+            self.writer = np.full(nwg * size, -1, np.int8 if waves < 128 else np.int16)
+            self.wstamp = np.zeros(nwg * size, np.int32)
+            self.rstamp = np.zeros((nwg * size, waves), np.int32)
+            self.released = np.ones((nwg, waves), np.int32)
+            self.at_barrier = np.ones((nwg, waves), np.int32)
+            self.synced = np.ones((nwg * waves, waves), np.int32)
 
     # ---- synchronization events (ops/sync.py) -------------------------------------------
+
+    def _tick(self) -> int:
+        self.clock += 1
+        if self.clock >= 2**31 - 1:
+            raise EmulatorError("LDS race check: more than 2^31 synchronization events")
+        return self.clock
 
     def release(self, wg: np.ndarray, wave: np.ndarray) -> None:
         """Waves (wg[i], wave[i]) executed a release fence of workgroup scope or wider."""
         if self.race_check and len(wg):
-            self.clock += 1
-            self.released[wg, wave] = self.clock
+            self.released[wg, wave] = self._tick()
 
     def barrier(self, wgs: np.ndarray) -> None:
         """Every wave of the workgroups (batch slots) `wgs` reached an s_barrier."""
         if self.race_check and len(wgs):
-            self.clock += 1
+            self._tick()
             self.at_barrier[wgs] = self.released[wgs]
 
     def acquire(self, wg: np.ndarray, wave: np.ndarray) -> None:
         """Waves (wg[i], wave[i]) executed an acquire fence of workgroup scope or wider."""
         if self.race_check and len(wg):
-            self.clock += 1
-            self.synced[wg, wave] = np.maximum(self.synced[wg, wave], self.at_barrier[wg])
+            self._tick()
+            k = np.asarray(wg) * self.waves + np.asarray(wave)
+            self.synced[k] = np.maximum(self.synced[k], self.at_barrier[wg])
 
     # ---- accesses ----------------------------------------------------------------------
 
@@ -86,32 +95,42 @@ class Lds:
         ]
         return lanes, np.broadcast_to(rows, cols.shape), cols
 
-    @staticmethod
-    def _race(kind, what, where, lane, wg, wave, other, other_kind, addr):
+    def _shadow(self, wave, lanes, rows, cols):
+        """Flat views of one access: (byte index f, accessing wave, synced row) per byte."""
+        f = (rows * self.size + cols).reshape(-1)
+        mine = (
+            np.broadcast_to(np.asarray(wave)[lanes][:, None] if np.ndim(wave) else wave, cols.shape)
+            .reshape(-1)
+            .astype(np.int64)
+        )
+        return f, mine, rows.reshape(-1) * self.waves + mine
+
+    def _race(self, kind, what, where, lanes, nbytes, k, mine, other, other_kind, f):
+        lane = int(lanes[k // nbytes])
         raise LdsRace(
-            f"LDS race in {what}: {kind} of LDS byte 0x{addr:x} by wave {wave} of workgroup batch "
-            f"slot {wg} ({where(lane)}); wave {other} {other_kind} it, and no release fence + "
-            f"s_barrier + acquire fence (gpu.barrier) orders the two accesses"
+            f"LDS race in {what}: {kind} of LDS byte 0x{int(f[k]) % self.size:x} by wave "
+            f"{int(mine[k])} of workgroup batch slot {int(f[k]) // self.size} ({where(lane)}); "
+            f"wave {int(other)} {other_kind} it, and no release fence + s_barrier + acquire "
+            f"fence (gpu.barrier) orders the two accesses"
         )
 
-    def _unordered(self, rows, mine, other, stamp):
-        """Accesses of wave `other` with `stamp` not ordered before wave `mine`'s access now."""
-        o = np.maximum(other, 0)
-        return (other >= 0) & (other != mine) & (stamp >= self.synced[rows, mine, o])
+    def _check_writer(self, kind, what, where, lanes, nbytes, f, mine, srow) -> None:
+        """A byte written by another wave since what this wave has synchronized with."""
+        w = self.writer[f].astype(np.int64)
+        other = w >= 0
+        bad = other & (w != mine)
+        if bad.any():
+            bad &= self.wstamp[f] >= self.synced[srow, np.where(other, w, 0)]
+            if bad.any():
+                k = int(np.argmax(bad))
+                self._race(kind, what, where, lanes, nbytes, k, mine, w[k], "wrote", f)
 
     def read(self, wg, wave, addr, nbytes, active, what, where) -> np.ndarray:
         lanes, rows, cols = self._index(wg, addr, nbytes, active, what, where)
         if self.race_check and lanes.size:
-            mine = self._waves(wave, lanes, cols.shape)
-            w = self.writer[rows, cols].astype(np.int64)
-            bad = self._unordered(rows, mine, w, self.wstamp[rows, cols])
-            if bad.any():
-                i, j = np.argwhere(bad)[0]
-                self._race(
-                    "read", what, where, int(lanes[i]), int(rows[i, j]), int(mine[i, j]),
-                    int(w[i, j]), "wrote", int(cols[i, j]),
-                )  # fmt: skip
-            self.rstamp[rows, mine, cols] = self.clock
+            f, mine, srow = self._shadow(wave, lanes, rows, cols)
+            self._check_writer("read", what, where, lanes, nbytes, f, mine, srow)
+            self.rstamp[f, mine] = self.clock
         out = np.zeros((np.asarray(addr).size, nbytes), np.uint8)
         out[lanes] = self.bytes[rows, cols]
         return out
@@ -120,43 +139,22 @@ class Lds:
         nbytes = data.shape[-1]
         lanes, rows, cols = self._index(wg, addr, nbytes, active, what, where)
         if self.race_check and lanes.size:
-            mine = self._waves(wave, lanes, cols.shape)
-            self._check_write(rows, cols, mine, lanes, what, where)
-            self.writer[rows, cols] = mine
-            self.wstamp[rows, cols] = self.clock
-            again = self.writer[rows, cols] != mine  # two waves wrote one byte in this op
+            f, mine, srow = self._shadow(wave, lanes, rows, cols)
+            self._check_writer("write", what, where, lanes, nbytes, f, mine, srow)
+            rs = self.rstamp[f]  # [bytes, waves]: each wave's last read of the byte
+            bad = rs >= self.synced[srow]
+            bad[np.arange(len(f)), mine] = False  # a wave's own reads are ordered
+            bad &= rs > 0
+            if bad.any():
+                k, r = np.argwhere(bad)[0]
+                self._race("write", what, where, lanes, nbytes, k, mine, r, "read", f)
+            self.writer[f] = mine
+            self.wstamp[f] = self.clock
+            again = self.writer[f] != mine  # two waves wrote one byte in this op
             if again.any():
-                i, j = np.argwhere(again)[0]
+                k = int(np.argmax(again))
+                other = self.writer[f[k]]
                 self._race(
-                    "write", what, where, int(lanes[i]), int(rows[i, j]), int(mine[i, j]),
-                    int(self.writer[rows[i, j], cols[i, j]]), "wrote (in the same op)",
-                    int(cols[i, j]),
-                )  # fmt: skip
+                    "write", what, where, lanes, nbytes, k, mine, other, "wrote (in the same op)", f
+                )
         self.bytes[rows, cols] = data[lanes]
-
-    def _check_write(self, rows, cols, mine, lanes, what, where) -> None:
-        w = self.writer[rows, cols].astype(np.int64)
-        bad = self._unordered(rows, mine, w, self.wstamp[rows, cols])
-        if bad.any():
-            i, j = np.argwhere(bad)[0]
-            self._race(
-                "write", what, where, int(lanes[i]), int(rows[i, j]), int(mine[i, j]),
-                int(w[i, j]), "wrote", int(cols[i, j]),
-            )  # fmt: skip
-        nw = self.rstamp.shape[1]
-        readers = np.arange(nw)
-        rs = self.rstamp[rows[..., None], readers, cols[..., None]]  # [lanes, bytes, waves]
-        sync = self.synced[rows[..., None], mine[..., None], readers]
-        bad = (rs > 0) & (readers != mine[..., None]) & (rs >= sync)
-        if bad.any():
-            i, j, r = np.argwhere(bad)[0]
-            self._race(
-                "write", what, where, int(lanes[i]), int(rows[i, j]), int(mine[i, j]), int(r),
-                "read", int(cols[i, j]),
-            )  # fmt: skip
-
-    @staticmethod
-    def _waves(wave, lanes, shape) -> np.ndarray:
-        return np.broadcast_to(
-            np.asarray(wave)[lanes][:, None] if np.ndim(wave) else wave, shape
-        ).astype(np.int64)

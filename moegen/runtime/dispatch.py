@@ -27,6 +27,16 @@ class RegisteredVariant:
     split_k: int
     addressing: str
     preferred: bool
+    # Tiles per regime: the token counts this variant's tile serves (max None: no bound).
+    min_tokens: int = 1
+    max_tokens: int | None = None
+    # What the result is stored in, how stage 2 sums the topk slots, the archs it compiles for.
+    out_dtype: str = "float32"
+    accumulate: str = "atomic"
+    archs: tuple[str, ...] = ()
+
+    def serves(self, tokens: int) -> bool:
+        return self.min_tokens <= tokens and (self.max_tokens is None or tokens <= self.max_tokens)
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -65,10 +75,28 @@ def problem_of(stage: int, act_shape: Sequence[int], w_shape: Sequence[int], top
     )
 
 
-def candidates(entries: Sequence[RegisteredVariant], *, dtype: str, stage: int, split_k: int) -> list[RegisteredVariant]:
-    """The matching entries, preferred first, then by name (deterministic)."""
-    found = [e for e in entries if (e.dtype, e.stage, e.split_k) == (dtype, stage, split_k)]
-    return sorted(found, key=lambda e: (not e.preferred, e.name))
+def candidates(
+    entries: Sequence[RegisteredVariant],
+    *,
+    dtype: str,
+    stage: int,
+    split_k: int,
+    tokens: int | None = None,
+    out_dtype: str | None = None,
+    arch: str | None = None,
+) -> list[RegisteredVariant]:
+    """The matching entries whose tile serves `tokens` (all tiles when None), that store
+    `out_dtype` and compile for `arch` (any when None), preferred first, then atomic before
+    reduce, then by name (deterministic)."""
+    found = [
+        e
+        for e in entries
+        if (e.dtype, e.stage, e.split_k) == (dtype, stage, split_k)
+        and (tokens is None or e.serves(tokens))
+        and (out_dtype is None or e.out_dtype == out_dtype)
+        and (arch is None or not e.archs or arch in e.archs)
+    ]
+    return sorted(found, key=lambda e: (not e.preferred, e.accumulate != "atomic", e.name))
 
 
 def select(
@@ -82,10 +110,24 @@ def select(
     inter: int,
     tokens: int,
     topk: int,
+    out_dtype: str | None = None,
+    arch: str | None = None,
 ) -> RegisteredVariant:
-    """The first candidate (preferred first) that can address this problem."""
-    cands = candidates(entries, dtype=dtype, stage=stage, split_k=split_k)
+    """The first candidate (preferred first) whose tile serves `tokens`, that stores `out_dtype`
+    (stage 2: float32 unless given; stage 1: its activation dtype), compiles for `arch` (any when
+    None) and can address this problem."""
+    if stage == 2 and out_dtype is None:
+        out_dtype = "float32"
+    want = dict(dtype=dtype, stage=stage, split_k=split_k, out_dtype=out_dtype, arch=arch)
+    cands = candidates(entries, tokens=tokens, **want)
     what = f"dtype={dtype} stage={stage} split_k={split_k}"
+    what += f" out_dtype={out_dtype}" if out_dtype else ""
+    what += f" arch={arch}" if arch else ""
+    if not cands and candidates(entries, **want):
+        raise NoAddressableVariant(
+            f"no tile of the variants with {what} serves {tokens} tokens; give the largest tile "
+            "of each family no max_tokens in variants.yaml and run `moegen render`."
+        )
     if not cands:
         declared = sorted({(e.dtype, e.stage, e.split_k) for e in entries})
         raise NoAddressableVariant(

@@ -389,12 +389,23 @@ def reduce_split_k(
     out.copy_(h.view(tokens, topk, inter))
 
 
+def reduce_topk(slot_rows: torch.Tensor, out: torch.Tensor) -> None:
+    """Stage 2's reduce-mode post-step: out[t] = sum over s of slot_rows[t * topk + s].
+
+    slot_rows [tokens * topk, model_dim] holds each slot's weighted row in the output dtype
+    (rounded once there, as upstream's reduce mode stores it); the sum runs in float32 and is
+    rounded to out's dtype once more."""
+    tokens, model_dim = out.shape
+    out.copy_(slot_rows.view(tokens, -1, model_dim).float().sum(dim=1))
+
+
 __all__ = [
     "KernelCall",
     "LaunchPlan",
     "MoeDims",
     "TorchStep",
     "reduce_split_k",
+    "reduce_topk",
     "run_plan",
     "unsafe_skip_address_guards",
     "validate",

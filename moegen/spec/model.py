@@ -23,6 +23,7 @@ from typing import Any, Mapping
 
 from moegen.backends import get_backend
 from moegen.core.vocabulary import (  # noqa: F401  (part of the model)
+    ACCUMULATE_MODES,
     ADDRESSING_MODES,
     WEIGHT_LAYOUTS,
     Mfma,
@@ -66,6 +67,8 @@ TORCH_DTYPE_KEYS = ("activation", "weight")
 MFMA_KEYS = ("op", "k", "operand", "width")
 SHAPE_KEYS = ("experts", "model_dim", "inter", "topk")
 TILE_KEYS = ("m", "n", "k")
+# A tile map may also say up to how many tokens it serves (tiles per regime, picked by token count).
+TILE_MAP_KEYS = TILE_KEYS + ("max_tokens",)
 # Keys a variant may carry (defaults, matrix blocks and explicit entries share them).
 VARIANT_KEYS = (
     "dtype",
@@ -76,9 +79,19 @@ VARIANT_KEYS = (
     "tile",
     "doweight",
     "out_dtype",
+    "accumulate",
     "preferred",
 )
-AXES = ("dtype", "addressing", "stage", "split_k", "doweight", "out_dtype", "preferred")
+AXES = (
+    "dtype",
+    "addressing",
+    "stage",
+    "split_k",
+    "doweight",
+    "out_dtype",
+    "accumulate",
+    "preferred",
+)
 
 
 @dataclass(frozen=True)
@@ -152,6 +165,13 @@ class Variant:
     source: Source = field(compare=False, repr=False)
     shapes: tuple[Shape, ...] = field(default=(), compare=False, repr=False)
     backend: str = "flydsl"  # moegen.backends.BACKENDS; renders with that backend's templates
+    # Tiles per regime: auto-dispatch picks this variant's tile for token counts in
+    # [min_tokens, max_tokens] (None: no upper bound). expand() derives min_tokens from the
+    # other tiles of the same family (the variants that differ only in their tile).
+    min_tokens: int = 1
+    max_tokens: int | None = None
+    # Stage 2: how the topk slots of a token meet (moegen.core.vocabulary.ACCUMULATE_MODES).
+    accumulate: str = "atomic"
 
     # --- paths: derived from the name in this one place ---------------------------------
     @property
@@ -205,11 +225,42 @@ class Variant:
             "stage": self.stage,
             "split_k": self.split_k,
             "tile": {"m": self.tile_m, "n": self.tile_n, "k": self.tile_k},
+            "tokens": self.tokens_text,
             "archs": list(self.archs),
             "doweight": self.doweight,
             "out_dtype": self.stored_dtype,
+            **({"accumulate": self.accumulate} if self.stage == 2 else {}),
             "preferred": self.preferred,
         }
+
+    @property
+    def tokens_text(self) -> str:
+        """The token counts this tile serves, e.g. `1-512` or `513+`."""
+        if self.max_tokens is None:
+            return f"{self.min_tokens}+"
+        return f"{self.min_tokens}-{self.max_tokens}"
+
+    @property
+    def family(self) -> tuple:
+        """Everything but the tile: the variants of one family are the same kernel at
+        different tiles, and auto-dispatch picks among them by token count."""
+        return (
+            self.backend,
+            self.dtype.name,
+            self.addressing,
+            self.stage,
+            self.split_k,
+            self.archs,
+            self.doweight,
+            self.out_dtype,
+            self.accumulate,
+            self.preferred,
+        )
+
+    @property
+    def family_text(self) -> str:
+        """A sort key grouping a family's tiles in token order (the registry's regime table)."""
+        return f"{'_'.join(map(str, self.family))}/{self.min_tokens:09d}"
 
     @property
     def runtime_info(self) -> dict[str, Any]:
@@ -223,6 +274,8 @@ class Variant:
             "tile_m": self.tile_m,
             "tile_n": self.tile_n,
             "tile_k": self.tile_k,
+            "min_tokens": self.min_tokens,
+            "max_tokens": self.max_tokens,
             "doweight": self.doweight,
             "out_dtype": self.stored_dtype,
             "archs": list(self.archs),
@@ -231,6 +284,7 @@ class Variant:
             "weight_pack": self.dtype.packing,
             "weight_layout": self.dtype.weight_layout,
             "out_bits": TORCH_DTYPES[self.stored_dtype],
+            "accumulate": self.accumulate,
             "preferred": self.preferred,
         }
 

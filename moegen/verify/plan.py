@@ -78,9 +78,22 @@ def mfma_pattern(op: str) -> str:
 def required_isa(v: Variant, arch: str) -> tuple[str, ...]:
     """Mnemonic patterns every kernel of `v` must contain on `arch`."""
     patterns = ["buffer_load", mfma_pattern(v.dtype.mfma[arch].op)]
-    if v.stage == 2 or v.split_k > 1:  # partial sums meet in memory
-        patterns.append("buffer_atomic")
+    if v.split_k > 1:  # split-K partial sums meet in float32 memory
+        patterns.append("buffer_atomic_add_f32")
+    if v.stage == 2:  # the topk slots meet in memory, or are stored per slot (reduce mode)
+        patterns.append(STAGE2_OUTPUT_ISA[v.accumulate, v.stored_dtype])
     return tuple(patterns)
+
+
+# The instruction stage 2's epilogue must compile to, by (accumulate, output dtype).
+STAGE2_OUTPUT_ISA = {
+    ("atomic", "float32"): "buffer_atomic_add_f32",
+    ("atomic", "float16"): "buffer_atomic_pk_add_f16",
+    ("atomic", "bfloat16"): "buffer_atomic_pk_add_bf16",
+    ("reduce", "float32"): "buffer_store_dword$",
+    ("reduce", "float16"): "buffer_store_short",
+    ("reduce", "bfloat16"): "buffer_store_short",
+}
 
 
 def shipped_shapes(spec: Spec) -> list[Shape]:

@@ -1,4 +1,5 @@
-"""Compile the test kernels of kernels.py for one arch and keep their final LLVM-dialect MLIR.
+"""Compile the test kernels of kernels.py and kernels_sync.py for one arch and keep their final
+LLVM-dialect MLIR.
 
 Run as a script (an LLVM fatal error aborts the interpreter, so callers isolate it in a
 subprocess): ``python compile_dumps.py ARCH OUT_DIR``. Each specialization (see SPECS) lands in
@@ -47,6 +48,19 @@ def specs(arch: str) -> dict:
             "launch_mfma",
             lambda s=shape: (i32(1), i32(1), i32(1), i32(1), s),
         )
+    from kernels_sync import FENCE_VARIANTS, PIPELINE_VARIANTS
+
+    for variant in FENCE_VARIANTS:
+        out[f"fence_{variant}"] = ("launch_lds_fenced", lambda v=variant: (i32(256), v))
+    for variant in PIPELINE_VARIANTS:
+        out[f"pipeline_{variant}"] = (
+            "launch_pipeline",
+            lambda v=variant: (i32(1024), i32(1024), 1, v),
+        )
+    for signed in (False, True):
+        name = "grid_signed" if signed else "grid_unsigned"
+        out[name] = ("launch_grid_div", lambda s=signed: (i32(64), 1, 1, s))
+    out["grid_shape"] = ("launch_grid_shape", lambda: (i32(64), 1))
     if arch == "gfx950":
         out["atomics_pk_bf16"] = ("launch_atomics", lambda: (i32(2), i32(64), "bf16"))
     kstep = 32 if arch == "gfx950" else 16
@@ -73,13 +87,14 @@ def main(arch: str, out_dir: str) -> None:
     )
     sys.path.insert(0, str(Path(__file__).parent))
     import kernels
+    import kernels_sync
 
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     for name, (launcher, args) in specs(arch).items():
         work = out / f"_{name}"
         os.environ["FLYDSL_DUMP_DIR"] = str(work)  # read by FlyDSL at every compile
-        getattr(kernels, launcher)(*args())
+        (getattr(kernels, launcher, None) or getattr(kernels_sync, launcher))(*args())
         (dump,) = glob.glob(str(work / "*" / "*_reconcile_unrealized_casts.mlir"))
         shutil.copy(dump, out / f"{name}.mlir")
         (isa,) = glob.glob(str(work / "*" / "*_final_isa.s"))

@@ -180,66 +180,6 @@ def launch_s_load(
     )
 
 
-# ---- LDS -----------------------------------------------------------------------------------
-
-
-def _lds_reverse_body(Out, lds, barrier, lds_off):
-    """barrier: "gpu" (fx.barrier: workgroup release fence, s_barrier, acquire fence), "raw"
-    (a bare rocdl.s_barrier, no fences) or None."""
-    tid = _tid()
-    llvm.store(_v(tid + fx.Int32(fx.block_idx.x) * 1000), _lds_gep(lds, tid * 4 + lds_off))
-    if barrier == "gpu":
-        fx.barrier()
-    elif barrier == "raw":
-        rocdl.s_barrier()
-    v = llvm.load(I32(), _lds_gep(lds, (WG - 1 - tid) * 4))
-    _store(v, _rsrc(Out), (fx.Int32(fx.block_idx.x) * WG + tid) * 4)
-
-
-@flyc.kernel
-def lds_reverse(Out: fx.Tensor, lds_off: fx.Int32):
-    """LDS[4*tid + lds_off] = tid + 1000*wg; gpu.barrier; Out[wg, tid] = LDS[4*(255 - tid)]."""
-    _lds_reverse_body(Out, _lds_base(WG * 4), "gpu", lds_off)
-
-
-@flyc.kernel
-def lds_reverse_nobarrier(Out: fx.Tensor, lds_off: fx.Int32):
-    """Same as lds_reverse without the barrier: a cross-wave LDS race."""
-    _lds_reverse_body(Out, _lds_base(WG * 4), None, lds_off)
-
-
-@flyc.kernel
-def lds_reverse_raw_barrier(Out: fx.Tensor, lds_off: fx.Int32):
-    """Same as lds_reverse with a bare s_barrier and no fences: on gfx942/gfx950 nothing waits
-    for the LDS store before the barrier, so this races too."""
-    _lds_reverse_body(Out, _lds_base(WG * 4), "raw", lds_off)
-
-
-@flyc.kernel
-def lds_reverse_dynamic(Out: fx.Tensor, lds_off: fx.Int32):
-    """lds_reverse through dynamic shared memory (size given by the launch)."""
-    alloc = fx.SharedAllocator(static=False)
-    base = fx.to_llvm_ptr(alloc.base_ptr)
-    alloc.allocate(WG * 4)
-    _lds_reverse_body(Out, base, "gpu", lds_off)
-
-
-@flyc.jit
-def launch_lds(
-    Out: fx.Tensor,
-    lds_off: fx.Int32,
-    variant: fx.Constexpr[str],
-    stream: fx.Stream = fx.Stream(None),
-):
-    kernel = {
-        "static": lds_reverse,
-        "race": lds_reverse_nobarrier,
-        "raw_barrier": lds_reverse_raw_barrier,
-        "dynamic": lds_reverse_dynamic,
-    }[variant]
-    kernel(Out, lds_off).launch(grid=(2, 1, 1), block=(WG, 1, 1), stream=stream)
-
-
 # ---- divergence ----------------------------------------------------------------------------
 
 

@@ -95,7 +95,7 @@ def test_lds_race_without_barrier(dumps, arch, spec, kernel):
     out = torch.zeros(512, dtype=torch.int32)
     with pytest.raises(LdsRace) as e:
         emu(dumps, arch, f"lds_{spec}", race_check=True).launch(f"lds_reverse_{kernel}_0", [out, 0])
-    assert "read of LDS byte" in str(e.value) and "kernels.py:" in str(e.value)
+    assert "read of LDS byte" in str(e.value) and "kernels_sync.py:" in str(e.value)
 
 
 def test_lds_out_of_range(dumps, arch):

@@ -29,8 +29,35 @@ _S2 = "generated/tests/test_moe_s2_bf16_per_expert.py"
 _S2_WHOLE = "generated/tests/test_moe_s2_bf16_whole_tensor.py"
 _EDGES = "tests/test_pipeline_edges.py"
 
+_S2_F16 = "generated/tests/test_moe_s2_fp16_per_expert_out_float16.py"
+_S2_REDUCE = "generated/tests/test_moe_s2_bf16_per_expert_out_bfloat16_reduce.py"
+
 BUGS: tuple[Bug, ...] = (
     # ---- kernels (templates and the device helpers traced into them) ----------------------
+    Bug(
+        "packed_atomic_pair_swapped",
+        "moegen/backends/flydsl/epilogue.py",
+        "[lo, hi])",
+        "[hi, lo])",
+        (_S2_F16, "-k", "boundary"),
+        "a packed-atomic epilogue that adds two adjacent columns in the wrong halves",
+    ),
+    Bug(
+        "packed_epilogue_reads_wrong_row",
+        "templates/flydsl/moe_stage2.py.j2",
+        "row = lane // 8 + half * 8\n",
+        "row = lane // 8 + half * 4\n",
+        (_S2_F16, "-k", "boundary"),
+        "an LDS-staged epilogue whose read-back covers half the rows twice",
+    ),
+    Bug(
+        "reduce_mode_forgets_the_slot",
+        "templates/flydsl/moe_stage2.py.j2",
+        "((token * topk + slot) * model_dim",
+        "((token * topk) * model_dim",
+        (_S2_REDUCE, "-k", "boundary"),
+        "reduce mode storing every slot of a token into the same row (the topk sum sees one)",
+    ),
     Bug(
         "stage2_output_doubled",
         "templates/flydsl/moe_stage2.py.j2",
@@ -215,6 +242,30 @@ BUGS: tuple[Bug, ...] = (
         ("tests/emulator/test_hw_rules.py",),
         "a V# flags word the emulator does not model accepted silently",
     ),
+    Bug(
+        "emulator_fence_scope_ignored",
+        "moegen/emulator/ops/sync.py",
+        "    return acquire, release, scope in CROSS_WAVE_SCOPES\n",
+        "    return acquire, release, True\n",
+        ("tests/emulator/test_sync.py", "-k", "gfx942 and fence"),
+        "a wavefront-scope fence taken to order the waves of a workgroup",
+    ),
+    Bug(
+        "emulator_lds_write_after_read_unchecked",
+        "moegen/emulator/lds.py",
+        "            bad &= rs > 0\n",
+        "            bad &= rs < 0\n",
+        ("tests/emulator/test_sync.py", "-k", "gfx942 and missing_barrier"),
+        "an LDS race check blind to a store over bytes another wave has not finished reading",
+    ),
+    Bug(
+        "emulator_udiv_read_as_signed",
+        "moegen/emulator/ops/integer.py",
+        "            a, b = np.asarray(a).astype(np.uint64), np.asarray(b).astype(np.uint64)\n",
+        "            a, b = signed(a).astype(np.int64), signed(b).astype(np.int64)\n",
+        ("tests/emulator/test_sync.py", "-k", "gfx942 and grid"),
+        "unsigned division of a launcher's grid arithmetic evaluated as signed",
+    ),
     # ---- references, verdicts and the address model ----------------------------------------
     Bug(
         "reference_gelu_for_silu",
@@ -275,7 +326,7 @@ BUGS: tuple[Bug, ...] = (
     Bug(
         "dispatch_ignores_preference",
         "moegen/runtime/dispatch.py",
-        "    return sorted(found, key=lambda e: (not e.preferred, e.name))",
+        "    return sorted(found, key=lambda e: (not e.preferred, e.accumulate != \"atomic\", e.name))",
         "    return sorted(found, key=lambda e: e.name)",
         ("tests/test_dispatch.py",),
         "auto-dispatch no longer picks the YAML's preferred variant",

@@ -12,7 +12,9 @@ from moegen.core.vocabulary import ADDRESSING_MODES
 MFMA_ROWS = 16  # every template MFMA is 16x16xK
 WAVES = 4  # 256-thread workgroups
 WAVE_COLUMNS = 16  # each wave's N slice is a multiple of one MFMA's 16 columns
-SUPPORTED_OUT_DTYPES = ("float32",)  # stage 2 accumulates with buffer atomic fadd f32
+# Stage 2's outputs: float32 through buffer atomic fadd f32; float16 / bfloat16 through packed
+# atomics (an LDS-staged epilogue) or, in reduce mode, through plain per-slot stores.
+SUPPORTED_OUT_DTYPES = ("float32", "float16", "bfloat16")
 # The preshuffled weight layout (moegen.runtime.preshuffle): 16-row x K_BLOCK blocks read
 # with one 16-byte load per lane; the activation tile is staged in LDS with the same K order.
 K_BLOCK = 32
@@ -22,9 +24,16 @@ LDS_BYTES = 64 * 1024  # per workgroup on gfx942 (gfx950 has more; the smaller o
 MIN_STAGING_BYTES = 8  # each thread copies at least 8 bytes of the activation tile
 
 
+PACKED_EPILOGUE_LDS = WAVES * 16 * 16 * 4  # stage 2's packed atomics: a 16x16 f32 tile per wave
+
+
 def lds_bytes(v: Any) -> int:
-    """LDS a variant's kernel allocates: the activation tile, double-buffered."""
-    return 2 * v.tile_m * v.tile_k * v.dtype.activation_bits // 8
+    """LDS a variant's kernel allocates: the activation tile, double-buffered, and for stage 2's
+    packed 16-bit atomics the epilogue's scratch tiles."""
+    staged = 2 * v.tile_m * v.tile_k * v.dtype.activation_bits // 8
+    accumulate = getattr(v, "accumulate", "atomic")
+    packed = v.stage == 2 and accumulate == "atomic" and v.out_dtype in ("float16", "bfloat16")
+    return staged + (PACKED_EPILOGUE_LDS if packed else 0)
 
 
 def check_tiles(v: Any) -> list[str]:
@@ -77,8 +86,8 @@ def check_tiles(v: Any) -> list[str]:
         problems.append("split-K (split_k >= 2) exists for stage 1 only")
     if v.stage == 2 and v.out_dtype not in SUPPORTED_OUT_DTYPES:
         problems.append(
-            f"stage-2 out_dtype {v.out_dtype!r} needs packed 16-bit atomics, which the template does not "
-            f"implement; use one of {list(SUPPORTED_OUT_DTYPES)}"
+            f"stage-2 out_dtype {v.out_dtype!r} is not one the template can store; "
+            f"use one of {list(SUPPORTED_OUT_DTYPES)}"
         )
     return problems
 
@@ -105,7 +114,7 @@ def _staging_problems(v: Any) -> list[str]:
         )
     if lds_bytes(v) > LDS_BYTES:
         problems.append(
-            f"tile {v.tile_m}x{v.tile_k}: the double-buffered activation tile needs "
-            f"{lds_bytes(v)} bytes of LDS, over {LDS_BYTES}; use a smaller tile_m or tile_k"
+            f"tile {v.tile_m}x{v.tile_k}: the double-buffered activation tile (and any epilogue "
+            f"scratch) needs {lds_bytes(v)} bytes of LDS, over {LDS_BYTES}; use a smaller tile_m or tile_k"
         )
     return problems

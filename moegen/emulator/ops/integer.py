@@ -135,26 +135,37 @@ def _shift(op, rt):
 
 @handles("llvm.sdiv", "llvm.srem", "llvm.udiv", "llvm.urem")
 def _div(op, rt):
+    """Truncating division (LLVM LangRef). Undefined behaviour is refused (ExecError) in any
+    active lane: a zero divisor, and for sdiv/srem the overflow INT_MIN / -1; `exact`
+    udiv/sdiv with a non-zero remainder (poison) likewise."""
     t = op.out_ty
     is_signed, rem = op.name[5] == "s", op.name.endswith("rem")
+    exact = "isExact" in op.attrs
+    bits = t.scalar.bits
+
+    def refuse(bad, why):
+        bad = np.asarray(bad)
+        lanes = (
+            bad.reshape(bad.shape[:1] + (-1,)).any(-1) if bad.ndim > len(t.eshape) else bad.any()
+        )
+        if (np.broadcast_to(lanes, rt.batch.mask.shape) & rt.batch.mask).any():
+            raise ExecError(f"{op.what}: {why} in an active lane (LLVM LangRef: {op.name[5:]})")
 
     def div(a, b):
         if is_signed:
             a, b = signed(a).astype(np.int64), signed(b).astype(np.int64)
-        zero = np.asarray(b == 0)
-        if zero.any():
-            lanes = np.broadcast_to(
-                (
-                    zero.reshape(zero.shape[:1] + (-1,)).any(-1)
-                    if zero.ndim > len(t.eshape)
-                    else zero.any()
-                ),
-                rt.batch.mask.shape,
+            refuse(
+                (a == -(1 << (bits - 1))) & (b == -1),
+                "signed overflow (INT_MIN / -1), undefined behaviour",
             )
-            if (lanes & rt.batch.mask).any():
-                raise ExecError(f"{op.what}: division by zero in an active lane")
-        b = np.where(zero, 1, b)
+        else:
+            a, b = np.asarray(a).astype(np.uint64), np.asarray(b).astype(np.uint64)
+        zero = np.asarray(b == 0)
+        refuse(zero, "division by zero, undefined behaviour")
+        b = np.where(zero, 1, b).astype(b.dtype)
         r = np.fmod(a, b)  # truncating division, as in C and LLVM
+        if exact:
+            refuse(r != 0, "exact division with a remainder, poison")
         v = r if rem else (a - r) // b
         return v.astype(signed_dtype(t)).view(t.np) if is_signed else v.astype(t.np)
 

@@ -277,6 +277,29 @@ def _make_rsrc(op, rt):
     return make
 
 
+# Buffer op `aux` (cache policy) bits on gfx940-family targets (gfx942, gfx950), from LLVM's
+# IntrinsicsAMDGPU.td (raw.ptr.buffer.* operand `aux`): bit 0 sc0, bit 1 nt, bit 4 sc1. They
+# choose cache coherence scope and streaming (non-temporal) behaviour, never the bytes a
+# single-kernel run reads or writes (AMDGPUUsage.rst, GFX942 code sequences: a nontemporal load
+# is the same load with nt=1), so the emulator accepts and ignores them. Any other bit (swz,
+# bit 3; the volatile bit 31; anything unassigned) is refused when the kernel is prepared.
+CACHE_POLICY_BITS = {"sc0": 1, "nt": 2, "sc1": 16}
+
+
+def check_cache_policy(op, rt) -> int:
+    """The op's aux bits; raises EmulatorError for a bit outside CACHE_POLICY_BITS."""
+    a = op.attrs.get("aux")
+    aux = int(getattr(a, "value", a) or 0)
+    known = sum(CACHE_POLICY_BITS.values())
+    if aux & ~known:
+        raise EmulatorError(
+            f"{op.what}: buffer op aux (cache policy) 0x{aux:x} has bits 0x{aux & ~known:x} "
+            f"the emulator does not model on {rt.arch}; modelled: "
+            + ", ".join(f"{k} (0x{v:x})" for k, v in CACHE_POLICY_BITS.items())
+        )
+    return aux
+
+
 def _buffer_where(rt, r, vo, so, nch):
     def where(k):
         i = k // nch
@@ -316,11 +339,13 @@ def buffer_load(rt, op, t: Ty, r, vo, so) -> np.ndarray:
 
 @handles("rocdl.raw.ptr.buffer.load")
 def _buffer_load(op, rt):
+    check_cache_policy(op, rt)
     return lambda r, vo, so: buffer_load(rt, op, op.out_ty, r, vo, so)
 
 
 @handles("rocdl.raw.ptr.buffer.store")
 def _buffer_store(op, rt):
+    check_cache_policy(op, rt)
     t = op.in_tys[0]
 
     def store(d, r, vo, so):
@@ -351,6 +376,7 @@ def _f32_add_ftz(old: np.ndarray, v) -> np.ndarray:
 
 
 def _buffer_atomic(op, rt, kind: str, t: Ty, with_cmp: bool = False):
+    check_cache_policy(op, rt)
     combine = _f32_add_ftz if (kind, t.text) == ("fadd", "f32") else _combine(kind, t, rt.arch)
     if t.size > 4 or combine is None and not with_cmp:
         raise EmulatorError(f"{op.what}: buffer atomic {kind} on {t} is not modelled")
