@@ -63,7 +63,8 @@ def test_seed_point(cases, variant, inter):
 def test_whole_tensor_past_the_line_reads_the_wrapped_bytes():
     """Why whole_tensor is wrong at inter=1408 (W1 4.12 GiB): each lane's byte offset into the
     stored (preshuffled) W1 is taken mod 2**32 by the buffer unit, so expert e reads the stored
-    bf16 elements at (e * slab + i) mod 2**31 instead of its own slab. With those
+    bf16 elements at (e * slab + i) mod 2**31 instead of its own slab (the last dword below
+    2**32 reading 0: out of the resource's range). With those
     (lower-addressed) bytes filled with other data, the kernel's output must match, row by row,
     a reference computed from exactly those wrapped elements (unshuffled: a slab is whole
     16-row groups), and fail against the true one."""
@@ -82,8 +83,12 @@ def test_whole_tensor_past_the_line_reads_the_wrapped_bytes():
         flat[alias] = verdict.randn((alias.numel(),), gen, verdict.weight_std(6144)).to(flat.dtype)
     with launch.unsafe_skip_address_guards():
         run = execute.emulate(problem.plan(), arch=seed_table.ARCH)
+    # The resource's num_records is 0xFFFFFFFF, and the range check is per dword: the last
+    # dword below 2**32 (wrapped elements 2**31 - 2 and 2**31 - 1) is out of range and reads 0.
+    # (With 16-byte preshuffled loads those two elements feed one column of one expert.)
+    read = {e: flat[wrapped[e]].masked_fill(wrapped[e] >= 2**31 - 2, 0) for e in routed}
     slabs = torch.stack(
-        [preshuffle.unshuffle_weight(flat[wrapped[e]].view(2 * inter, 6144)) for e in routed]
+        [preshuffle.unshuffle_weight(read[e].view(2 * inter, 6144)) for e in routed]
     )
     compact = torch.searchsorted(torch.tensor(routed), problem.topk_ids.long())
     explained = dataclasses.replace(

@@ -113,7 +113,7 @@ def _staging_problems(v: Any) -> list[str]:
         )
     if lds_bytes(v) > LDS_BYTES:
         problems.append(
-            f"tile {v.tile_m}x{v.tile_k}: the double-buffered activation tile needs "
-            f"{lds_bytes(v)} bytes of LDS, over {LDS_BYTES}; use a smaller tile_m or tile_k"
+            f"tile {v.tile_m}x{v.tile_k}: the double-buffered activation tile (and any epilogue "
+            f"scratch) needs {lds_bytes(v)} bytes of LDS, over {LDS_BYTES}; use a smaller tile_m or tile_k"
         )
     return problems
