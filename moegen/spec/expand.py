@@ -24,6 +24,7 @@ from moegen.spec.checks import (
     type_name,
 )
 from moegen.spec.errors import Location, SpecError
+from moegen.spec.floors import check_floors, merge_floors
 from moegen.spec.load import load_spec, raise_if
 from moegen.spec.located import LList, LMap
 from moegen.spec.model import (
@@ -44,6 +45,7 @@ BUILTIN_DEFAULTS = {
     "doweight": False,
     "out_dtype": "float32",
     "preferred": False,
+    "floors": None,
 }
 
 
@@ -160,6 +162,8 @@ class _Expander:
                 if k in value:
                     expect_int(value[k], value.at(k), f"tile {k}", errs)
             return len(errs) == n0
+        if key == "floors":
+            return check_floors(value, loc, errs)
         raise AssertionError(key)
 
     def check_fields(self, m: LMap, keys: Iterable[str]) -> bool:
@@ -290,6 +294,7 @@ class _Expander:
             preferred=merged["preferred"],
             source=src,
             shapes=spec.shapes,
+            floors=merge_floors(defaults["floors"], fields.get("floors")),
         )
         for problem in get_backend(v.backend).check_tiles(v):
             self.error(loc, f"{name}: {problem}", "change the tile in variants.yaml")

@@ -70,6 +70,7 @@ VARIANT_KEYS = (
     "doweight",
     "out_dtype",
     "preferred",
+    "floors",
 )
 AXES = ("dtype", "addressing", "stage", "split_k", "doweight", "out_dtype", "preferred")
 
@@ -144,6 +145,9 @@ class Variant:
     source: Source = field(compare=False, repr=False)
     shapes: tuple[Shape, ...] = field(default=(), compare=False, repr=False)
     backend: str = "flydsl"  # moegen.backends.BACKENDS; renders with that backend's templates
+    # ISA counter floors `moegen verify` holds the variant to (moegen.spec.floors), in
+    # moegen.core.vocabulary.FLOORS order; not rendered into the kernel.
+    floors: tuple[tuple[str, float], ...] = field(default=(), compare=False, repr=False)
 
     # --- paths: derived from the name in this one place ---------------------------------
     @property
