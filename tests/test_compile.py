@@ -99,19 +99,9 @@ def test_traced_sources_follow_the_imports_of_a_generated_module():
     moegen = ROOT / "moegen"
     assert {
         moegen / name
-        for name in (
-            "__init__.py",
-            "backends/flydsl/device.py",
-            "runtime/launch.py",
-            "core/address_model.py",
-            "runtime/routing.py",
-        )
+        for name in ("__init__.py", "backends/flydsl/device.py", "runtime/launch.py", "core/address_model.py", "runtime/routing.py")
     } <= set(files[1:])
-    assert not {
-        moegen / "verify/plan.py",
-        moegen / "cli/main.py",
-        moegen / "render/engine.py",
-    } & set(files)
+    assert not {moegen / "verify/plan.py", moegen / "cli/main.py", moegen / "render/engine.py"} & set(files)
     # the backend's compile side and the emulator are not part of a kernel either
     assert not [f for f in files if f.is_relative_to(moegen / "emulator")]
     assert moegen / "backends/flydsl/compile.py" not in files

@@ -59,11 +59,7 @@ def test_the_tree_keeps_every_contract(tmp_path):
             "spec, core and render never import a backend",
         ),
         ("moegen/core/address_model.py", "import torch", "core imports no torch and no DSL"),
-        (
-            "moegen/runtime/launch.py",
-            "from moegen.cli import main",
-            "nothing imports the command line",
-        ),
+        ("moegen/runtime/launch.py", "from moegen.cli import main", "nothing imports the command line"),
         (
             "generated/flydsl/moe_s2_bf16_per_expert.py",
             "from moegen.harness import execute",

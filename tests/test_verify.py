@@ -274,7 +274,9 @@ def test_i32_rebase_fails_at_the_production_shape_on_both_archs(project_copy, ca
     module = project_copy / "generated" / "flydsl" / f"{MUTATED}.py"
     assert "fx.Int64(expert * (2 * inter * model_dim))" in module.read_text()
     spec = project_copy / "variants.yaml"
-    checks = plan.plan_checks(spec, enumerate_variants(spec, [MUTATED]), [], project_copy / "work")
+    checks = plan.plan_checks(
+        spec, enumerate_variants(spec, [MUTATED]), [], project_copy / "work"
+    )
     outcomes = {
         (o.check.shape.name, o.check.arch): o
         for o in run.run_checks(checks, 2, lambda outcome: None, cache=None)

@@ -101,9 +101,9 @@ def render_raw(
     if full:
         for backend in sorted({v.backend for v in variants} or {"flydsl"}):
             title = get_backend(backend).title
-            files[f"{backend}/__init__.py"] = header(
-                None, "(none)", spec_path, "package marker"
-            ) + (f'"""{title} kernel modules, one per variant of variants.yaml."""\n')
+            files[f"{backend}/__init__.py"] = header(None, "(none)", spec_path, "package marker") + (
+                f'"""{title} kernel modules, one per variant of variants.yaml."""\n'
+            )
         if (templates_dir / TEST_TEMPLATE).exists():
             files["tests/__init__.py"] = header(None, "(none)", spec_path, "package marker") + (
                 '"""Boundary tests, one module per variant of variants.yaml."""\n'

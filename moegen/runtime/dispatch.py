@@ -65,9 +65,7 @@ def problem_of(stage: int, act_shape: Sequence[int], w_shape: Sequence[int], top
     )
 
 
-def candidates(
-    entries: Sequence[RegisteredVariant], *, dtype: str, stage: int, split_k: int
-) -> list[RegisteredVariant]:
+def candidates(entries: Sequence[RegisteredVariant], *, dtype: str, stage: int, split_k: int) -> list[RegisteredVariant]:
     """The matching entries, preferred first, then by name (deterministic)."""
     found = [e for e in entries if (e.dtype, e.stage, e.split_k) == (dtype, stage, split_k)]
     return sorted(found, key=lambda e: (not e.preferred, e.name))
