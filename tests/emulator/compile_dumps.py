@@ -2,8 +2,7 @@
 
 Run as a script (an LLVM fatal error aborts the interpreter, so callers isolate it in a
 subprocess): ``python compile_dumps.py ARCH OUT_DIR``. Each specialization (see SPECS) lands in
-``OUT_DIR/<spec>.mlir``. The caller passes moegen.backends.flydsl.toolchain.compile_env(ARCH) as the environment.
-"""
+``OUT_DIR/<spec>.mlir``. The caller passes moegen.backends.flydsl.toolchain.compile_env(ARCH) as the environment."""
 
 import glob
 import os
@@ -68,9 +67,7 @@ def specs(arch: str) -> dict:
 
 
 def main(arch: str, out_dir: str) -> None:
-    os.environ["FLYDSL_DUMP_IR"] = (
-        "1"  # the caller's env is moegen.backends.flydsl.toolchain.compile_env(arch)
-    )
+    os.environ["FLYDSL_DUMP_IR"] = "1"  # the caller's env is moegen.backends.flydsl.toolchain.compile_env(arch)
     sys.path.insert(0, str(Path(__file__).parent))
     import kernels
 

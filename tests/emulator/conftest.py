@@ -22,9 +22,7 @@ def dumps(tmp_path_factory):
     def get(arch: str) -> Path:
         if arch not in cache:
             out = tmp_path_factory.mktemp(f"dumps_{arch}")
-            env = compile_env(
-                arch
-            )  # the project's linker (moegen.backends.flydsl.toolchain), no ROCm needed
+            env = compile_env(arch)  # the project's linker (moegen.backends.flydsl.toolchain), no ROCm needed
             subprocess.run(
                 [sys.executable, str(HERE / "compile_dumps.py"), arch, str(out)],
                 check=True,
