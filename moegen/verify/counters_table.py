@@ -48,11 +48,12 @@ HEADER = (
 PREAMBLE = f"""\
 # ISA performance counters
 
-Written by `{REFRESH}`; `moegen verify` fails when this file differs from what it measures
-(never edit it by hand). Each counter is defined in `moegen/verify/counters.py`: per wave, per
-pass of the steady-state K loop of the compiled AMDGCN (`-`: the compiler unrolled the K loop
-completely, so there is no loop to measure). Floors a variant must meet are declared under
-`floors:` in variants.yaml.
+Written by `{REFRESH}`; `moegen verify` fails when this file
+differs from what it measures (never edit it by hand). Each counter is defined in
+`moegen/verify/counters.py`: per wave, per pass of the steady-state K loop of the compiled
+AMDGCN (`-`: the compiler unrolled the K loop completely, so there is no loop to measure).
+Floors a variant must meet are declared under `floors:` in variants.yaml. An ESTIMATE of
+kernel time from these counters: `python bench/estimate.py`.
 """
 
 
