@@ -41,14 +41,17 @@ def fake_verify(project_copy, monkeypatch):
     """`moegen verify` over the real spec with compiles replaced: every check measures
     MEASURED[variant] (default: `counters()`), so the table logic runs without a compiler."""
     assert moegen_main(["render", "-k", "moe_s1_bf16_*_k1"]) == 0
-    measured: dict[str, KernelCounters] = {}
+    measured: dict[str, KernelCounters | None] = {}
 
     def run_checks(checks, jobs, on_done, cache=None):
         outcomes = []
         for c in checks:
             compiled = CompileResult(c.target, 0, (), (), "", "", 0.0, None, None, cached=True)
             k = measured.get(c.variant.name, counters())
-            outcomes.append(plan.Outcome(c, compiled, (), (), (), (k,)))
+            if k is None:  # a compile that failed: nothing measured
+                outcomes.append(plan.Outcome(c, compiled, (), ("compile failed",), (), ()))
+            else:
+                outcomes.append(plan.Outcome(c, compiled, (), (), (), (k,)))
         return outcomes
 
     monkeypatch.setattr(verify_cli, "run_checks", run_checks)
@@ -128,6 +131,18 @@ def test_a_whole_run_drops_rows_of_variants_that_are_gone(fake_verify, project_c
     rows = parse(table.read_text())
     assert ("moe_s9_gone", "small", "gfx942") not in rows
     assert ("moe_s2_fp16_per_expert", "production", "gfx950") in rows
+
+
+def test_a_failed_compile_keeps_its_row(fake_verify, project_copy, capsys):
+    table = project_copy / "generated" / TABLE_NAME
+    assert verify_cli.main(["--write-counters"]) == 0
+    before = table.read_text()
+    fake_verify["moe_s1_bf16_per_expert_k1"] = None
+    capsys.readouterr()
+    assert verify_cli.main([]) == 1  # the failure fails the run ...
+    assert "differs" not in capsys.readouterr().err  # ... but the table is not stale
+    assert verify_cli.main(["--write-counters"]) == 1
+    assert table.read_text() == before
 
 
 def test_render_neither_removes_nor_reports_the_table(mini):

@@ -16,7 +16,7 @@ files its MANIFEST lists, and the MANIFEST never lists this one.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -129,13 +129,18 @@ def parse(text: str) -> dict[tuple[str, str, str], str]:
     return rows
 
 
-def expected_text(path: Path, measured: Sequence[Row], full: bool) -> str:
-    """What the table must read after this run: the measured rows, plus (for a run narrowed
-    by -k/--arch/--shape) the rows on disk it did not measure."""
+def expected_text(
+    path: Path, measured: Sequence[Row], planned: Collection[tuple[str, str, str]] | None
+) -> str:
+    """What the table must read after this run: the measured rows, plus the rows on disk it
+    did not measure: all of them for a run narrowed by -k/--arch/--shape (`planned` None), and
+    on a whole run those of the checks it planned but could not measure (a failed compile
+    fails verify anyway; its row stays until a compile measures it). A whole run drops the
+    rows of every (variant, shape, arch) that no longer exists."""
     rows = {r.key: r for r in measured}
-    if not full and path.exists():
+    if path.exists():
         for key, line in parse(path.read_text(encoding="utf-8")).items():
-            if key not in rows:
+            if key not in rows and (planned is None or key in planned):
                 rows[key] = Row(key, tuple(c.strip() for c in line.strip().strip("|").split("|")))
     return render(rows.values())
 
