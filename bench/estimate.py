@@ -117,15 +117,18 @@ class Counters:
 def read_counters(table: Path, variant: str, arch: str) -> Counters:
     """The production-shape row of `variant` on `arch` in the counters table."""
     rows = parse(table.read_text(encoding="utf-8"))
+    # a whole_tensor variant is compiled with the experts its launcher admits: production[E=56]
     hits = [
-        line for (v, s, a), line in rows.items() if v == variant and a == arch and s == "production"
+        row
+        for (v, s, a), row in rows.items()
+        if (v, s.split("[")[0], a) == (variant, "production", arch)
     ]
     if not hits:
         raise SystemExit(
             f"{table} has no production row for {variant} on {arch}; run `moegen verify "
             f"--write-counters -k {variant}` (or pick a variant with --stage1/--stage2)"
         )
-    cells = dict(zip(HEADER, (c.strip() for c in hits[0].strip().strip("|").split("|"))))
+    cells = dict(zip(HEADER, hits[0].cells))
     if cells["KiB in flight mean"] == "-":
         raise SystemExit(f"{variant} on {arch}: no K loop measured at the production shape")
     m, n, _ = (int(x) for x in cells["tile"].split("x"))

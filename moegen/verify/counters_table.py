@@ -119,13 +119,13 @@ def render(rows: Iterable[Row]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def parse(text: str) -> dict[tuple[str, str, str], str]:
-    """The rows of a table file, by (variant, shape, arch) (their text kept as written)."""
+def parse(text: str) -> dict[tuple[str, str, str], Row]:
+    """The rows of a table file, by (variant, shape, arch)."""
     rows = {}
     for line in text.splitlines():
-        cells = [c.strip() for c in line.strip().strip("|").split("|")]
+        cells = tuple(c.strip() for c in line.strip().strip("|").split("|"))
         if line.startswith("| ") and len(cells) == len(HEADER) and cells[0] != HEADER[0]:
-            rows[(cells[0], cells[1], cells[2])] = line
+            rows[cells[:3]] = Row(cells[:3], cells)
     return rows
 
 
@@ -139,9 +139,9 @@ def expected_text(
     rows of every (variant, shape, arch) that no longer exists."""
     rows = {r.key: r for r in measured}
     if path.exists():
-        for key, line in parse(path.read_text(encoding="utf-8")).items():
+        for key, row in parse(path.read_text(encoding="utf-8")).items():
             if key not in rows and (planned is None or key in planned):
-                rows[key] = Row(key, tuple(c.strip() for c in line.strip().strip("|").split("|")))
+                rows[key] = row
     return render(rows.values())
 
 
