@@ -72,7 +72,7 @@ import statistics
 from collections import Counter, deque
 from dataclasses import dataclass
 
-from moegen.verify.isa import code_object_metadata, weight_accesses
+from moegen.verify.isa import Insn, code_object_metadata, listing, weight_accesses
 
 LANES = 64  # wave64 on CDNA
 KIB = 1024
@@ -113,43 +113,6 @@ ARCH_LIMITS = {
     "gfx942": ArchLimits(),
     "gfx950": ArchLimits(lds_per_cu=160 * KIB),
 }
-
-
-# ------------------------------------------------------------------------------- the listing
-
-
-@dataclass(frozen=True)
-class Insn:
-    """One instruction: its index in moegen.verify.isa.kernel_body order, mnemonic, operands."""
-
-    index: int
-    mnemonic: str
-    operands: str
-
-
-def listing(isa: str, symbol: str) -> list[Insn | str]:
-    """Instructions and labels (as str) of `symbol`, in text order; instruction indices match
-    kernel_body (the same lines are instructions there)."""
-    start = re.search(rf"^{re.escape(symbol)}:\s*$", isa, re.M)
-    if not start:
-        return []
-    end = re.search(
-        r"^\.Lfunc_end\d+:|^\s*\.end_amdhsa_kernel|^\s*\.size\s", isa[start.end() :], re.M
-    )
-    text = isa[start.end() : start.end() + end.start()] if end else isa[start.end() :]
-    out: list[Insn | str] = []
-    index = 0
-    for raw in text.splitlines():
-        line = raw.split(";")[0].split("//")[0].strip()
-        if not line:
-            continue
-        if line.endswith(":"):
-            out.append(line[:-1])
-        elif not line.startswith("."):
-            mnemonic, _, operands = line.partition(" ")
-            out.append(Insn(index, mnemonic, operands.strip()))
-            index += 1
-    return out
 
 
 def k_loop(items: list[Insn | str]) -> list[Insn] | None:

@@ -20,9 +20,23 @@ def code_object_metadata(isa: str) -> list[dict]:
     return list((yaml.safe_load(block.group(1)) or {}).get("amdhsa.kernels", []))
 
 
-def kernel_body(isa: str, symbol: str) -> list[str]:
-    """Instruction lines of `symbol` in an AMDGCN assembly text (labels, directives,
-    comments dropped)."""
+@dataclass(frozen=True)
+class Insn:
+    """One instruction of a kernel: its index among the kernel's instructions, mnemonic and
+    operand text."""
+
+    index: int
+    mnemonic: str
+    operands: str
+
+    @property
+    def line(self) -> str:
+        return f"{self.mnemonic} {self.operands}".rstrip()
+
+
+def listing(isa: str, symbol: str) -> list[Insn | str]:
+    """Instructions and labels (as str, without the colon) of `symbol` in an AMDGCN assembly
+    text, in order; directives and comments dropped."""
     start = re.search(rf"^{re.escape(symbol)}:\s*$", isa, re.M)
     if not start:
         return []
@@ -32,12 +46,25 @@ def kernel_body(isa: str, symbol: str) -> list[str]:
         re.M,
     )
     text = isa[start.end() : start.end() + end.start()] if end else isa[start.end() :]
-    lines = []
+    out: list[Insn | str] = []
+    count = 0
     for raw in text.splitlines():
         line = raw.split(";")[0].split("//")[0].strip()
-        if line and not line.startswith(".") and not line.endswith(":"):
-            lines.append(line)
-    return lines
+        if not line:
+            continue
+        if line.endswith(":"):
+            out.append(line[:-1])
+        elif not line.startswith("."):
+            mnemonic, _, operands = line.partition(" ")
+            out.append(Insn(count, mnemonic, operands.strip()))
+            count += 1
+    return out
+
+
+def kernel_body(isa: str, symbol: str) -> list[str]:
+    """Instruction lines of `symbol` in an AMDGCN assembly text (labels, directives,
+    comments dropped)."""
+    return [x.line for x in listing(isa, symbol) if isinstance(x, Insn)]
 
 
 @dataclass(frozen=True)
