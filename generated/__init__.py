@@ -7,8 +7,9 @@
     kernel = auto_stage1("bf16", x, w1, topk=4)          # the module of the variant to use
     out = kernel.moe_stage1(x, w1, *routing, topk=4)
 
-`auto_*` picks, among the variants variants.yaml declares for the dtype / stage / split-K, the
-preferred one when it can address the tensors, else the first that can (moegen.core.address_model);
+`auto_*` picks, among the variants variants.yaml declares for the dtype / stage / split-K whose
+tile serves the token count (tiles per regime, below), the preferred one when it can address the
+tensors, else the first that can (moegen.core.address_model);
 if none can it raises NoAddressableVariant listing every candidate and why it failed.
 """
 
@@ -18,6 +19,31 @@ from moegen.runtime.dispatch import NoAddressableVariant, RegisteredVariant, pro
 
 __all__ = ["VARIANTS", "NoAddressableVariant", "auto_stage1", "auto_stage2", "select_variant"]
 
+# Tiles per regime (variants.yaml `tile:` lists): the tile auto-dispatch uses by token count.
+#   moe_s1_bf16_per_expert_k1                tile 16x64x64   tokens 1-512
+#   moe_s1_bf16_per_expert_k1_t128x64x64     tile 128x64x64  tokens 513+
+#   moe_s1_bf16_per_expert_k2                tile 16x64x64   tokens 1-512
+#   moe_s1_bf16_per_expert_k2_t128x64x64     tile 128x64x64  tokens 513+
+#   moe_s2_bf16_per_expert                   tile 16x64x64   tokens 1-512
+#   moe_s2_bf16_per_expert_t128x64x64        tile 128x64x64  tokens 513+
+#   moe_s1_bf16_whole_tensor_k1              tile 16x64x64   tokens 1-512
+#   moe_s1_bf16_whole_tensor_k1_t128x64x64   tile 128x64x64  tokens 513+
+#   moe_s1_bf16_whole_tensor_k2              tile 16x64x64   tokens 1-512
+#   moe_s1_bf16_whole_tensor_k2_t128x64x64   tile 128x64x64  tokens 513+
+#   moe_s2_bf16_whole_tensor                 tile 16x64x64   tokens 1-512
+#   moe_s2_bf16_whole_tensor_t128x64x64      tile 128x64x64  tokens 513+
+#   moe_s1_fp16_per_expert_k1                tile 16x64x64   tokens 1-512
+#   moe_s1_fp16_per_expert_k1_t128x64x64     tile 128x64x64  tokens 513+
+#   moe_s1_fp16_per_expert_k2                tile 16x64x64   tokens 1-512
+#   moe_s1_fp16_per_expert_k2_t128x64x64     tile 128x64x64  tokens 513+
+#   moe_s2_fp16_per_expert                   tile 16x64x64   tokens 1-512
+#   moe_s2_fp16_per_expert_t128x64x64        tile 128x64x64  tokens 513+
+#   moe_s1_fp16_whole_tensor_k1              tile 16x64x64   tokens 1-512
+#   moe_s1_fp16_whole_tensor_k1_t128x64x64   tile 128x64x64  tokens 513+
+#   moe_s1_fp16_whole_tensor_k2              tile 16x64x64   tokens 1-512
+#   moe_s1_fp16_whole_tensor_k2_t128x64x64   tile 128x64x64  tokens 513+
+#   moe_s2_fp16_whole_tensor                 tile 16x64x64   tokens 1-512
+#   moe_s2_fp16_whole_tensor_t128x64x64      tile 128x64x64  tokens 513+
 VARIANTS = (
     RegisteredVariant(
         name="moe_s1_bf16_per_expert_k1",
@@ -27,6 +53,19 @@ VARIANTS = (
         split_k=1,
         addressing="per_expert",
         preferred=False,
+        min_tokens=1,
+        max_tokens=512,
+    ),
+    RegisteredVariant(
+        name="moe_s1_bf16_per_expert_k1_t128x64x64",
+        module="generated.flydsl.moe_s1_bf16_per_expert_k1_t128x64x64",
+        dtype="bf16",
+        stage=1,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=513,
+        max_tokens=None,
     ),
     RegisteredVariant(
         name="moe_s1_bf16_per_expert_k2",
@@ -36,6 +75,19 @@ VARIANTS = (
         split_k=2,
         addressing="per_expert",
         preferred=False,
+        min_tokens=1,
+        max_tokens=512,
+    ),
+    RegisteredVariant(
+        name="moe_s1_bf16_per_expert_k2_t128x64x64",
+        module="generated.flydsl.moe_s1_bf16_per_expert_k2_t128x64x64",
+        dtype="bf16",
+        stage=1,
+        split_k=2,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=513,
+        max_tokens=None,
     ),
     RegisteredVariant(
         name="moe_s1_bf16_whole_tensor_k1",
@@ -45,6 +97,19 @@ VARIANTS = (
         split_k=1,
         addressing="whole_tensor",
         preferred=True,
+        min_tokens=1,
+        max_tokens=512,
+    ),
+    RegisteredVariant(
+        name="moe_s1_bf16_whole_tensor_k1_t128x64x64",
+        module="generated.flydsl.moe_s1_bf16_whole_tensor_k1_t128x64x64",
+        dtype="bf16",
+        stage=1,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=513,
+        max_tokens=None,
     ),
     RegisteredVariant(
         name="moe_s1_bf16_whole_tensor_k2",
@@ -54,6 +119,19 @@ VARIANTS = (
         split_k=2,
         addressing="whole_tensor",
         preferred=True,
+        min_tokens=1,
+        max_tokens=512,
+    ),
+    RegisteredVariant(
+        name="moe_s1_bf16_whole_tensor_k2_t128x64x64",
+        module="generated.flydsl.moe_s1_bf16_whole_tensor_k2_t128x64x64",
+        dtype="bf16",
+        stage=1,
+        split_k=2,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=513,
+        max_tokens=None,
     ),
     RegisteredVariant(
         name="moe_s1_fp16_per_expert_k1",
@@ -63,6 +141,19 @@ VARIANTS = (
         split_k=1,
         addressing="per_expert",
         preferred=False,
+        min_tokens=1,
+        max_tokens=512,
+    ),
+    RegisteredVariant(
+        name="moe_s1_fp16_per_expert_k1_t128x64x64",
+        module="generated.flydsl.moe_s1_fp16_per_expert_k1_t128x64x64",
+        dtype="fp16",
+        stage=1,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=513,
+        max_tokens=None,
     ),
     RegisteredVariant(
         name="moe_s1_fp16_per_expert_k2",
@@ -72,6 +163,19 @@ VARIANTS = (
         split_k=2,
         addressing="per_expert",
         preferred=False,
+        min_tokens=1,
+        max_tokens=512,
+    ),
+    RegisteredVariant(
+        name="moe_s1_fp16_per_expert_k2_t128x64x64",
+        module="generated.flydsl.moe_s1_fp16_per_expert_k2_t128x64x64",
+        dtype="fp16",
+        stage=1,
+        split_k=2,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=513,
+        max_tokens=None,
     ),
     RegisteredVariant(
         name="moe_s1_fp16_whole_tensor_k1",
@@ -81,6 +185,19 @@ VARIANTS = (
         split_k=1,
         addressing="whole_tensor",
         preferred=True,
+        min_tokens=1,
+        max_tokens=512,
+    ),
+    RegisteredVariant(
+        name="moe_s1_fp16_whole_tensor_k1_t128x64x64",
+        module="generated.flydsl.moe_s1_fp16_whole_tensor_k1_t128x64x64",
+        dtype="fp16",
+        stage=1,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=513,
+        max_tokens=None,
     ),
     RegisteredVariant(
         name="moe_s1_fp16_whole_tensor_k2",
@@ -90,6 +207,19 @@ VARIANTS = (
         split_k=2,
         addressing="whole_tensor",
         preferred=True,
+        min_tokens=1,
+        max_tokens=512,
+    ),
+    RegisteredVariant(
+        name="moe_s1_fp16_whole_tensor_k2_t128x64x64",
+        module="generated.flydsl.moe_s1_fp16_whole_tensor_k2_t128x64x64",
+        dtype="fp16",
+        stage=1,
+        split_k=2,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=513,
+        max_tokens=None,
     ),
     RegisteredVariant(
         name="moe_s2_bf16_per_expert",
@@ -99,6 +229,19 @@ VARIANTS = (
         split_k=1,
         addressing="per_expert",
         preferred=False,
+        min_tokens=1,
+        max_tokens=512,
+    ),
+    RegisteredVariant(
+        name="moe_s2_bf16_per_expert_t128x64x64",
+        module="generated.flydsl.moe_s2_bf16_per_expert_t128x64x64",
+        dtype="bf16",
+        stage=2,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=513,
+        max_tokens=None,
     ),
     RegisteredVariant(
         name="moe_s2_bf16_whole_tensor",
@@ -108,6 +251,19 @@ VARIANTS = (
         split_k=1,
         addressing="whole_tensor",
         preferred=True,
+        min_tokens=1,
+        max_tokens=512,
+    ),
+    RegisteredVariant(
+        name="moe_s2_bf16_whole_tensor_t128x64x64",
+        module="generated.flydsl.moe_s2_bf16_whole_tensor_t128x64x64",
+        dtype="bf16",
+        stage=2,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=513,
+        max_tokens=None,
     ),
     RegisteredVariant(
         name="moe_s2_fp16_per_expert",
@@ -117,6 +273,19 @@ VARIANTS = (
         split_k=1,
         addressing="per_expert",
         preferred=False,
+        min_tokens=1,
+        max_tokens=512,
+    ),
+    RegisteredVariant(
+        name="moe_s2_fp16_per_expert_t128x64x64",
+        module="generated.flydsl.moe_s2_fp16_per_expert_t128x64x64",
+        dtype="fp16",
+        stage=2,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=513,
+        max_tokens=None,
     ),
     RegisteredVariant(
         name="moe_s2_fp16_whole_tensor",
@@ -126,6 +295,19 @@ VARIANTS = (
         split_k=1,
         addressing="whole_tensor",
         preferred=True,
+        min_tokens=1,
+        max_tokens=512,
+    ),
+    RegisteredVariant(
+        name="moe_s2_fp16_whole_tensor_t128x64x64",
+        module="generated.flydsl.moe_s2_fp16_whole_tensor_t128x64x64",
+        dtype="fp16",
+        stage=2,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=513,
+        max_tokens=None,
     ),
 )
 

@@ -84,11 +84,16 @@ def test_shipped_project_render_then_check_then_edit(project_copy):
     assert proc.returncode == 1
     touched = set(re.findall(r"^(?:---|\+\+\+) [ab]/generated/(\S+)", proc.stdout, re.M))
     # Each variant has a module and a boundary test; the registry and MANIFEST list them all.
+    # Each split-K variant comes in every tile the block lists (tiles per regime).
+    base = "moe_s1_bf16_per_expert_k1"
+    tiles = {n[len(base) :] for n in names if n.startswith(base)}
+    assert "" in tiles and len(tiles) >= 2, tiles
     expected = {"MANIFEST", "__init__.py"}
     for dt in ("bf16", "fp16"):
         for k in ("k2", "k4"):
-            expected.add(f"flydsl/moe_s1_{dt}_per_expert_{k}.py")
-            expected.add(f"tests/test_moe_s1_{dt}_per_expert_{k}.py")
+            for t in tiles:
+                expected.add(f"flydsl/moe_s1_{dt}_per_expert_{k}{t}.py")
+                expected.add(f"tests/test_moe_s1_{dt}_per_expert_{k}{t}.py")
     assert touched == expected
     assert "moegen render" in proc.stderr
 

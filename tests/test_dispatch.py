@@ -68,3 +68,73 @@ def test_problem_of_reads_both_stages():
     )
     with pytest.raises(ValueError, match="3-D weight"):
         problem_of(1, (16, 6144), (6144, 6144), 4)
+
+
+# --- tiles per regime ---------------------------------------------------------------------
+
+
+def _regimes(stage: int, split_k: int, addressing: str) -> list:
+    """The shipped family's tiles, in token order (from the registry)."""
+    fam = [
+        e
+        for e in generated.VARIANTS
+        if (e.dtype, e.stage, e.split_k, e.addressing) == ("bf16", stage, split_k, addressing)
+    ]
+    return sorted(fam, key=lambda e: e.min_tokens)
+
+
+@pytest.mark.parametrize("stage,split_k", [(1, 1), (1, 2), (2, 1)])
+@pytest.mark.parametrize("addressing", ["whole_tensor", "per_expert"])
+def test_shipped_regimes_cover_every_token_count_once(stage, split_k, addressing):
+    fam = _regimes(stage, split_k, addressing)
+    assert len(fam) >= 2, "variants.yaml ships a decode and a prefill tile"
+    assert fam[0].min_tokens == 1 and fam[-1].max_tokens is None
+    for a, b in zip(fam, fam[1:]):
+        assert b.min_tokens == a.max_tokens + 1  # contiguous, no overlap
+    for e in fam:  # the module records the same regime the registry dispatches on
+        assert (e.variant["min_tokens"], e.variant["max_tokens"]) == (e.min_tokens, e.max_tokens)
+
+
+@pytest.mark.parametrize("stage", [1, 2])
+def test_dispatch_picks_the_tile_by_token_count(stage):
+    fam = _regimes(stage, 1, "whole_tensor")
+    edge = fam[0].max_tokens
+    dims = dict(experts=128, model_dim=6144, inter=384, topk=4)
+    picked = {
+        t: generated.select_variant("bf16", stage, 1, tokens=t, **dims).name
+        for t in (1, edge, edge + 1, 2048)
+    }
+    assert picked[1] == picked[edge] == fam[0].name
+    assert picked[edge + 1] == picked[2048] == fam[1].name
+    assert fam[1].load().VARIANT["tile_m"] > fam[0].load().VARIANT["tile_m"]
+
+
+def test_prefill_tile_reads_each_expert_once_per_n_tile_at_seed_shape():
+    """At 2048 tokens x topk 4 over 128 experts (random routing), the prefill tile covers every
+    expert's routed rows with one M-block, so each expert's weights are read once per N tile."""
+    from moegen.runtime import routing
+
+    e = generated.select_variant(
+        "bf16", 1, 1, experts=128, model_dim=6144, inter=3072, tokens=2048, topk=4
+    )
+    tile_m = e.variant["tile_m"]
+    g = torch.Generator().manual_seed(0)
+    topk_ids = torch.stack([torch.randperm(128, generator=g)[:4] for _ in range(2048)])
+    _, _, expert_ids, num_valid = routing.moe_sorting(
+        topk_ids.to(torch.int32), torch.ones(2048, 4), 128, tile_m
+    )
+    valid_blocks = int(num_valid.flatten()[0]) // tile_m  # blocks past it carry no rows
+    blocks_per_expert = torch.bincount(expert_ids[:valid_blocks].long(), minlength=128)
+    rows = torch.bincount(topk_ids.flatten(), minlength=128)
+    assert int(rows.max()) <= tile_m, "the busiest expert needs a second M-block"
+    assert blocks_per_expert[rows > 0].max().item() == 1
+
+
+def test_a_family_without_an_open_tile_is_refused_by_dispatch():
+    from moegen.runtime.dispatch import RegisteredVariant, select
+
+    only_decode = [
+        RegisteredVariant("a", "m", "bf16", 1, 1, "per_expert", False, 1, 64),
+    ]
+    with pytest.raises(NoAddressableVariant, match="no tile of the variants .* serves 65 tokens"):
+        select(only_decode, dtype="bf16", stage=1, experts=4, model_dim=256, inter=128, tokens=65, topk=2)

@@ -83,6 +83,23 @@ CASES = {
     "tile_not_dividing_shape": _sub("tile: {m: 32}", "tile: {m: 32, n: 96}"),
     "split_k_not_dividing": _sub("    stage: 1\n    split_k: 2", "    stage: 1\n    split_k: 3"),
     "tile_kernel_cannot_handle": _sub("tile: {m: 32}", "tile: {m: 24, k: 16}"),
+    # Tiles per regime: every tile of a family but one says up to how many tokens it serves.
+    "tile_regime_without_open_tile": _sub(
+        "    split_k: [1, 2]\n",
+        "    split_k: [1, 2]\n    tile: [{m: 16, max_tokens: 64}, {m: 64, max_tokens: 512}]\n",
+    ),
+    "tile_regime_two_open_tiles": _sub(
+        "    split_k: [1, 2]\n",
+        "    split_k: [1, 2]\n    tile: [{m: 16, max_tokens: 64}, {m: 32}, {m: 64}]\n",
+    ),
+    "tile_regime_same_max_tokens": _sub(
+        "    split_k: [1, 2]\n",
+        "    split_k: [1, 2]\n    tile: [{m: 16, max_tokens: 64}, {m: 32, max_tokens: 64}, {m: 64}]\n",
+    ),
+    "tile_regime_bad_max_tokens": _sub(
+        "    split_k: [1, 2]\n",
+        "    split_k: [1, 2]\n    tile: [{m: 16, max_tokens: 0}, {m: 64}]\n",
+    ),
     "duplicate_yaml_key": _sub(
         "    stage: 1\n    split_k: 2", "    stage: 1\n    stage: 2\n    split_k: 2"
     ),

@@ -7,6 +7,7 @@
 #   stage       1
 #   split_k     1
 #   tile        {"m": 16, "n": 64, "k": 64}
+#   tokens      "1-512"
 #   archs       ["gfx942", "gfx950"]
 #   doweight    false
 #   out_dtype   "float16"
@@ -51,6 +52,8 @@ VARIANT = {
     "tile_m": 16,
     "tile_n": 64,
     "tile_k": 64,
+    "min_tokens": 1,
+    "max_tokens": 512,
     "doweight": False,
     "out_dtype": "float16",
     "archs": ["gfx942", "gfx950"],
@@ -64,6 +67,8 @@ VARIANT = {
 ACT_DTYPES = {"gfx942": "float16", "gfx950": "float16"}
 WEIGHT_DTYPES = {"gfx942": "float16", "gfx950": "float16"}
 
+# Tile regime: auto-dispatch picks this tile for 1-512 tokens (variants.yaml `tile:`;
+# every tile of this kernel and the token counts it serves are listed in generated/__init__.py).
 TILE_M = 16  # sorted rows per workgroup (= moe_sorting block size)
 TILE_N = 64  # output columns per workgroup
 TILE_K = 64  # K per main-loop iteration

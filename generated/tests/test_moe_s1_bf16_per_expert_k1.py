@@ -7,6 +7,7 @@
 #   stage       1
 #   split_k     1
 #   tile        {"m": 16, "n": 64, "k": 64}
+#   tokens      "1-512"
 #   archs       ["gfx942", "gfx950"]
 #   doweight    false
 #   out_dtype   "bfloat16"

@@ -7,6 +7,7 @@
 #   stage       2
 #   split_k     1
 #   tile        {"m": 16, "n": 64, "k": 64}
+#   tokens      "1-512"
 #   archs       ["gfx942", "gfx950"]
 #   doweight    true
 #   out_dtype   "float32"
@@ -86,12 +87,12 @@ def test_boundary(case, executor, record_property):
 
 def _per_expert_twin() -> str:
     """The variant the guard must point to: the registry's per_expert variant of this dtype,
-    stage and split-K (a guard naming a variant that is not declared fails here)."""
-    same = ("dtype", "stage", "split_k")
+    stage, split-K and tile (a guard naming a variant that is not declared fails here)."""
+    same = ("dtype", "stage", "split_k", "tile_m", "tile_n", "tile_k")
     (twin,) = [
         r.name
         for r in VARIANTS
-        if r.addressing == "per_expert" and all(getattr(r, k) == kernel.VARIANT[k] for k in same)
+        if r.addressing == "per_expert" and all(r.variant[k] == kernel.VARIANT[k] for k in same)
     ]
     return twin
 

@@ -57,6 +57,7 @@ def cmd_list(args) -> int:
         "stage",
         "split_k",
         "tile",
+        "tokens",
         "archs",
         "preferred",
     )
@@ -68,6 +69,7 @@ def cmd_list(args) -> int:
             str(v.stage),
             str(v.split_k),
             f"{v.tile_m}x{v.tile_n}x{v.tile_k}",
+            v.tokens_text,
             ",".join(v.archs),
             "yes" if v.preferred else "",
         )

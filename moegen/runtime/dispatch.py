@@ -27,6 +27,12 @@ class RegisteredVariant:
     split_k: int
     addressing: str
     preferred: bool
+    # Tiles per regime: the token counts this variant's tile serves (max None: no bound).
+    min_tokens: int = 1
+    max_tokens: int | None = None
+
+    def serves(self, tokens: int) -> bool:
+        return self.min_tokens <= tokens and (self.max_tokens is None or tokens <= self.max_tokens)
 
     def load(self) -> ModuleType:
         return importlib.import_module(self.module)
@@ -65,9 +71,22 @@ def problem_of(stage: int, act_shape: Sequence[int], w_shape: Sequence[int], top
     )
 
 
-def candidates(entries: Sequence[RegisteredVariant], *, dtype: str, stage: int, split_k: int) -> list[RegisteredVariant]:
-    """The matching entries, preferred first, then by name (deterministic)."""
-    found = [e for e in entries if (e.dtype, e.stage, e.split_k) == (dtype, stage, split_k)]
+def candidates(
+    entries: Sequence[RegisteredVariant],
+    *,
+    dtype: str,
+    stage: int,
+    split_k: int,
+    tokens: int | None = None,
+) -> list[RegisteredVariant]:
+    """The matching entries whose tile serves `tokens` (all tiles when None), preferred first,
+    then by name (deterministic)."""
+    found = [
+        e
+        for e in entries
+        if (e.dtype, e.stage, e.split_k) == (dtype, stage, split_k)
+        and (tokens is None or e.serves(tokens))
+    ]
     return sorted(found, key=lambda e: (not e.preferred, e.name))
 
 
@@ -83,9 +102,15 @@ def select(
     tokens: int,
     topk: int,
 ) -> RegisteredVariant:
-    """The first candidate (preferred first) that can address this problem."""
-    cands = candidates(entries, dtype=dtype, stage=stage, split_k=split_k)
+    """The first candidate (preferred first) whose tile serves `tokens` and that can address
+    this problem."""
+    cands = candidates(entries, dtype=dtype, stage=stage, split_k=split_k, tokens=tokens)
     what = f"dtype={dtype} stage={stage} split_k={split_k}"
+    if not cands and candidates(entries, dtype=dtype, stage=stage, split_k=split_k):
+        raise NoAddressableVariant(
+            f"no tile of the variants with {what} serves {tokens} tokens; give the largest tile "
+            "of each family no max_tokens in variants.yaml and run `moegen render`."
+        )
     if not cands:
         declared = sorted({(e.dtype, e.stage, e.split_k) for e in entries})
         raise NoAddressableVariant(

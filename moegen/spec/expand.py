@@ -6,6 +6,7 @@ tests share, so a listed variant and a written file can never disagree.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
 import itertools
 from collections.abc import Hashable
@@ -32,6 +33,7 @@ from moegen.spec.model import (
     AXES,
     STAGES,
     TILE_KEYS,
+    TILE_MAP_KEYS,
     TORCH_DTYPES,
     VARIANT_KEYS,
     Source,
@@ -77,6 +79,13 @@ def variant_name(
     if stage == 2 and out_dtype != default_out:
         parts.append(f"out_{out_dtype}")
     return "_".join(parts)
+
+
+def _max_tokens_of(value: Any, base: int | None) -> int | None:
+    """A tile map's `max_tokens` (the default tile's when it gives none)."""
+    if isinstance(value, LMap) and "max_tokens" in value:
+        return value["max_tokens"]
+    return base
 
 
 def _tile_of(value: LMap, base: tuple[int, int, int] | None) -> tuple[int, int, int] | None:
@@ -157,8 +166,8 @@ class _Expander:
             if not expect_map(value, loc, "tile", errs):
                 return False
             n0 = len(errs)
-            check_keys(value, TILE_KEYS, "tile", errs)
-            for k in TILE_KEYS:
+            check_keys(value, TILE_MAP_KEYS, "tile", errs)
+            for k in TILE_MAP_KEYS:
                 if k in value:
                     expect_int(value[k], value.at(k), f"tile {k}", errs)
             return len(errs) == n0
@@ -183,7 +192,9 @@ class _Expander:
                 self.broken_defaults.add(key)
         out.update({k: d[k] for k in d if k in VARIANT_KEYS and k not in self.broken_defaults})
         out["tile"] = None
+        out["max_tokens"] = None
         if "tile" in d and "tile" not in self.broken_defaults:
+            out["max_tokens"] = _max_tokens_of(d["tile"], None)
             out["tile"] = _tile_of(d["tile"], None)
             if out["tile"] is None:
                 self.error(
@@ -207,6 +218,7 @@ class _Expander:
         merged = dict(defaults)
         merged.update({k: v for k, v in fields.items() if k != "tile"})
         tile = _tile_of(fields["tile"], defaults["tile"]) if "tile" in fields else defaults["tile"]
+        max_tokens = _max_tokens_of(fields.get("tile"), defaults["max_tokens"])
         missing = [k for k in ("dtype", "addressing", "stage") if merged.get(k) is None]
         if tile is None:
             missing.append("tile")
@@ -294,6 +306,7 @@ class _Expander:
             preferred=merged["preferred"],
             source=src,
             shapes=spec.shapes,
+            max_tokens=max_tokens,
             floors=merge_floors(defaults["floors"], fields.get("floors")),
         )
         for problem in get_backend(v.backend).check_tiles(v):
@@ -320,7 +333,7 @@ class _Expander:
             if key not in block:
                 continue
             value = block[key]
-            if key in AXES and isinstance(value, LList):
+            if key in AXES + ("tile",) and isinstance(value, LList):
                 if not value:
                     self.error(
                         block.at(key),
@@ -329,7 +342,7 @@ class _Expander:
                     )
                 for j, item in enumerate(value):
                     valid &= self.check_value(key, item, value.item_loc[j])
-                if len(set(map(repr, value))) != len(value):
+                if len(set(map(_identity, value))) != len(value):
                     self.error(
                         block.at(key),
                         f"axis {key} lists a value twice",
@@ -409,6 +422,66 @@ class _Expander:
         return self.resolve(fields, defaults, loc, Source(loc, "variant", i), name, entry)
 
 
+def _identity(value: Any) -> str:
+    """A hashable identity of an axis value (a tile map compares by its items)."""
+    if isinstance(value, LMap):
+        return repr(sorted((str(k), value[k]) for k in value))
+    return repr(value)
+
+
+def assign_regimes(variants: list[Variant], ex: "_Expander") -> list[Variant]:
+    """Give each variant the token counts its tile serves, within its family (the variants that
+    differ only in their tile). Tiles are ordered by `max_tokens`; each serves from the previous
+    tile's max_tokens + 1; exactly one tile of a family has no max_tokens (it serves the rest).
+    A family where no tile gives max_tokens keeps every tile for every token count.
+
+    A matrix block's tile list makes many families at once: each problem is reported once per
+    declaration, naming the families it affects."""
+    families: dict[tuple, list[Variant]] = {}
+    for v in variants:
+        families.setdefault(v.family, []).append(v)
+    problems: dict[tuple[Location, str], list[str]] = {}
+    out: dict[str, Variant] = {}
+    for members in families.values():
+        bounded = sorted((v for v in members if v.max_tokens is not None), key=lambda v: v.max_tokens)
+        open_ended = [v for v in members if v.max_tokens is None]
+        if not bounded:
+            # No tile of the family declares a regime: each serves every token count, and
+            # dispatch takes them in (preferred, name) order.
+            out.update((v.name, v) for v in members)
+            continue
+        found = []
+        if not open_ended:
+            found.append(f"no tile serves more than {bounded[-1].max_tokens} tokens")
+        elif len(open_ended) > 1:
+            found.append(
+                f"{len(open_ended)} tiles have no max_tokens, so dispatch cannot choose between them"
+            )
+        for a, b in zip(bounded, bounded[1:]):
+            if a.max_tokens == b.max_tokens:
+                found.append(f"two tiles both serve up to max_tokens={a.max_tokens}")
+        for what in found:
+            problems.setdefault((members[0].source.loc, what), []).append(
+                ", ".join(v.name for v in members)
+            )
+        if found:
+            continue
+        low = 1
+        for v in bounded + open_ended:
+            out[v.name] = dataclasses.replace(v, min_tokens=low)
+            low = (v.max_tokens or 0) + 1
+    for (loc, what), fams in problems.items():
+        shown = "; ".join(f"[{f}]" for f in fams[:2]) + ("; ..." if len(fams) > 2 else "")
+        ex.error(
+            loc,
+            f"tiles per regime: {what} ({len(fams)} famil{'y' if len(fams) == 1 else 'ies'} "
+            f"of variants that differ only in their tile: {shown})",
+            "give each tile but the largest a different max_tokens (the token counts it serves "
+            "up to), and the largest none",
+        )
+    return [out[v.name] for v in variants if v.name in out]
+
+
 def shape_problems(v: Variant, shape) -> list[str]:
     """Dims of `shape` the variant's tiles / split_k do not divide."""
     problems = []
@@ -457,7 +530,7 @@ def expand(spec: Spec, errors: list[SpecError]) -> list[Variant]:
                 f"duplicate variant {v.name!r} (also declared at line {first.source.loc.line})",
                 "remove one declaration, or exclude it from the matrix",
             )
-    return [by_name[n] for n in sorted(by_name)]
+    return assign_regimes([by_name[n] for n in sorted(by_name)], ex)
 
 
 def enumerate_variants(variants_path: str | Path, patterns: Sequence[str] = ()) -> list[Variant]:

@@ -59,6 +59,8 @@ TORCH_DTYPE_KEYS = ("activation", "weight")
 MFMA_KEYS = ("op", "k", "operand", "width")
 SHAPE_KEYS = ("experts", "model_dim", "inter", "topk")
 TILE_KEYS = ("m", "n", "k")
+# A tile map may also say up to how many tokens it serves (tiles per regime, picked by token count).
+TILE_MAP_KEYS = TILE_KEYS + ("max_tokens",)
 # Keys a variant may carry (defaults, matrix blocks and explicit entries share them).
 VARIANT_KEYS = (
     "dtype",
@@ -145,6 +147,11 @@ class Variant:
     source: Source = field(compare=False, repr=False)
     shapes: tuple[Shape, ...] = field(default=(), compare=False, repr=False)
     backend: str = "flydsl"  # moegen.backends.BACKENDS; renders with that backend's templates
+    # Tiles per regime: auto-dispatch picks this variant's tile for token counts in
+    # [min_tokens, max_tokens] (None: no upper bound). expand() derives min_tokens from the
+    # other tiles of the same family (the variants that differ only in their tile).
+    min_tokens: int = 1
+    max_tokens: int | None = None
     # ISA counter floors `moegen verify` holds the variant to (moegen.spec.floors), in
     # moegen.core.vocabulary.FLOORS order; not rendered into the kernel.
     floors: tuple[tuple[str, float], ...] = field(default=(), compare=False, repr=False)
@@ -201,11 +208,40 @@ class Variant:
             "stage": self.stage,
             "split_k": self.split_k,
             "tile": {"m": self.tile_m, "n": self.tile_n, "k": self.tile_k},
+            "tokens": self.tokens_text,
             "archs": list(self.archs),
             "doweight": self.doweight,
             "out_dtype": self.stored_dtype,
             "preferred": self.preferred,
         }
+
+    @property
+    def tokens_text(self) -> str:
+        """The token counts this tile serves, e.g. `1-512` or `513+`."""
+        if self.max_tokens is None:
+            return f"{self.min_tokens}+"
+        return f"{self.min_tokens}-{self.max_tokens}"
+
+    @property
+    def family(self) -> tuple:
+        """Everything but the tile: the variants of one family are the same kernel at
+        different tiles, and auto-dispatch picks among them by token count."""
+        return (
+            self.backend,
+            self.dtype.name,
+            self.addressing,
+            self.stage,
+            self.split_k,
+            self.archs,
+            self.doweight,
+            self.out_dtype,
+            self.preferred,
+        )
+
+    @property
+    def family_text(self) -> str:
+        """A sort key grouping a family's tiles in token order (the registry's regime table)."""
+        return f"{'_'.join(map(str, self.family))}/{self.min_tokens:09d}"
 
     @property
     def runtime_info(self) -> dict[str, Any]:
@@ -219,6 +255,8 @@ class Variant:
             "tile_m": self.tile_m,
             "tile_n": self.tile_n,
             "tile_k": self.tile_k,
+            "min_tokens": self.min_tokens,
+            "max_tokens": self.max_tokens,
             "doweight": self.doweight,
             "out_dtype": self.stored_dtype,
             "archs": list(self.archs),
