@@ -37,8 +37,11 @@ Hardware (public spec sheets): MI300X: 304 CUs, 5.3 TB/s HBM3, 1307.4 TFLOPS den
 256 CUs (8 XCDs x 32), 8 TB/s HBM3E, 2.5 PFLOPS dense BF16/FP16 (AMD MI350 series launch,
 June 2025, as reported by The Register 2025-06-12 and AMD's CDNA 4 whitepaper).
 
+Each token count uses the tile auto-dispatch picks for it (variants.yaml `max_tokens`) from
+the family of the variant named for its stage.
+
 usage: python bench/estimate.py [--latency-us 2] [--weight-run BYTES] [--stage1 VARIANT]
-       [--stage2 VARIANT] [--table PATH]
+       [--stage2 VARIANT] [--table PATH] [--variants PATH]
 """
 
 from __future__ import annotations
@@ -52,6 +55,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from moegen.spec.expand import enumerate_variants  # noqa: E402
+from moegen.spec.model import Variant  # noqa: E402
 from moegen.verify.counters_table import HEADER, TABLE_NAME, parse  # noqa: E402
 
 LINE = 128  # bytes per cache line (CDNA3 / CDNA4)
@@ -112,6 +117,23 @@ class Counters:
     kib_in_flight: float
     waves_per_simd: int
     weight_bytes_per_lane: int
+
+
+def dispatched(variants: list[Variant], base: str, tokens: int) -> str:
+    """The variant of `base`'s family (same parameters but the tile) that auto-dispatch picks
+    for `tokens` (the tile whose [min_tokens, max_tokens] holds it)."""
+    found = [v for v in variants if v.name == base]
+    if not found:
+        raise SystemExit(f"variants.yaml declares no variant {base!r}")
+
+    def family(v: Variant) -> tuple:
+        return (v.stage, v.dtype.name, v.addressing, v.split_k, v.doweight, v.out_dtype)
+
+    for v in variants:
+        if family(v) == family(found[0]) and v.min_tokens <= tokens:
+            if v.max_tokens is None or tokens <= v.max_tokens:
+                return v.name
+    raise SystemExit(f"no tile of {base}'s family serves {tokens} tokens")
 
 
 def read_counters(table: Path, variant: str, arch: str) -> Counters:
@@ -220,8 +242,15 @@ def main(argv: list[str] | None = None) -> int:
         help="contiguous bytes per weight row of one load instruction (default: 4 lanes x "
         "the counters' weight B/lane, row-major; 1024 for a preshuffled 16x16 layout)",
     )
-    p.add_argument("--stage1", default="moe_s1_bf16_per_expert_k1", metavar="VARIANT")
+    p.add_argument(
+        "--stage1",
+        default="moe_s1_bf16_per_expert_k1",
+        metavar="VARIANT",
+        help="a stage-1 variant; each token count uses the tile of its family that "
+        "auto-dispatch picks (variants.yaml max_tokens)",
+    )
     p.add_argument("--stage2", default="moe_s2_bf16_per_expert", metavar="VARIANT")
+    p.add_argument("--variants", type=Path, default=ROOT / "variants.yaml", metavar="PATH")
     p.add_argument("--table", type=Path, default=ROOT / "generated" / TABLE_NAME)
     args = p.parse_args(argv)
     latency = args.latency_us * 1e-6
@@ -246,10 +275,12 @@ def main(argv: list[str] | None = None) -> int:
         "x roofline",
     )
     rows = [head]
+    variants = enumerate_variants(args.variants)
     for dev in DEVICES:
-        for stage, variant in ((1, args.stage1), (2, args.stage2)):
-            c = read_counters(args.table, variant, dev.arch)
+        for stage, base in ((1, args.stage1), (2, args.stage2)):
             for regime, tokens in REGIMES:
+                variant = dispatched(variants, base, tokens)
+                c = read_counters(args.table, variant, dev.arch)
                 for inter in INTERS:
                     e = estimate(
                         dev,

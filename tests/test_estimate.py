@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from moegen.spec.expand import enumerate_variants
 from moegen.verify.counters import KernelCounters, LoopCounters
 from moegen.verify.counters_table import make_row, render
 
@@ -99,3 +100,15 @@ def test_counters_come_from_the_table(tmp_path):
     assert est.read_counters(table, "v", "gfx942") == est.Counters(16, 64, 6.5, 4, 16)
     with pytest.raises(SystemExit, match="no production row for v on gfx950"):
         est.read_counters(table, "v", "gfx950")
+
+
+def test_each_token_count_uses_the_tile_dispatch_picks():
+    variants = enumerate_variants(ROOT / "variants.yaml")
+    base = "moe_s1_bf16_per_expert_k1"
+    (decode,) = [v for v in variants if v.name == est.dispatched(variants, base, 16)]
+    (prefill,) = [v for v in variants if v.name == est.dispatched(variants, base, 2048)]
+    assert decode.tile_m < prefill.tile_m  # variants.yaml: 16-row decode, 128-row prefill
+    assert decode.max_tokens is not None and decode.max_tokens >= 16
+    assert prefill.min_tokens <= 2048 and prefill.dtype.name == "bf16" and prefill.split_k == 1
+    with pytest.raises(SystemExit, match="no variant 'moe_s9'"):
+        est.dispatched(variants, "moe_s9", 16)
