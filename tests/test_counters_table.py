@@ -169,21 +169,20 @@ def test_the_committed_table_covers_every_variant_shape_and_arch():
 
 
 @pytest.mark.parametrize(
-    "floors, k, require_loop, messages",
+    "floors, k, messages",
     [
-        ({"kib_in_flight": 1}, counters(kib=1.0), True, []),  # equal meets a floor
-        ({"kib_in_flight": 6}, counters(kib=1.0), True, ["kib_in_flight = 1 misses"]),
-        ({"drains_in_loop": 0}, counters(), True, ["drains_in_loop = 12 misses", "at most 0"]),
-        ({"waves_per_simd": 4, "spills": 0}, counters(), True, []),
-        ({"mfma_per_load": 1.5}, counters(), True, ["mfma_per_load = 0.67 misses", "at least"]),
-        # no K loop (unrolled): skipped, except where a loop is required
-        ({"kib_in_flight": 6}, counters(with_loop=False), False, []),
-        ({"kib_in_flight": 6}, counters(with_loop=False), True, ["no steady-state K loop"]),
-        ({"spills": 0}, counters(with_loop=False), True, []),
+        ({"kib_in_flight": 1}, counters(kib=1.0), []),  # equal meets a floor
+        ({"kib_in_flight": 6}, counters(kib=1.0), ["kib_in_flight = 1 misses"]),
+        ({"drains_in_loop": 0}, counters(), ["drains_in_loop = 12 misses", "at most 0"]),
+        ({"waves_per_simd": 4, "spills": 0}, counters(), []),
+        ({"mfma_per_load": 1.5}, counters(), ["mfma_per_load = 0.67 misses", "at least 1.5"]),
+        # no K loop: every loop floor is missed, the others still judged
+        ({"kib_in_flight": 6}, counters(with_loop=False), ["no steady-state K loop"]),
+        ({"spills": 0, "waves_per_simd": 8}, counters(with_loop=False), []),
     ],
 )
-def test_floor_violations(floors, k, require_loop, messages):
-    found = floor_violations(k, floors, require_loop)
+def test_floor_violations(floors, k, messages):
+    found = floor_violations(k, floors)
     assert len(found) == (1 if messages else 0)
     for m in messages:
         assert m in found[0]
@@ -192,5 +191,5 @@ def test_floor_violations(floors, k, require_loop, messages):
 def test_a_weight_floor_fails_a_loop_that_reads_no_weight():
     bare = LoopCounters((("dword", 1),), 1, 0, 1, 0, 0.25, 0.25, 0, None)
     k = KernelCounters("k_0", bare, 20, 0, 24, 0, 0, 8)
-    (msg,) = floor_violations(k, {"weight_load_bytes_per_lane": 16}, require_loop=False)
+    (msg,) = floor_violations(k, {"weight_load_bytes_per_lane": 16})
     assert "reads no weight through a buffer resource" in msg

@@ -1,4 +1,5 @@
-"""`floors:` in variants.yaml: the ISA counters a variant promises (checked by `moegen verify`).
+"""`floors:` in variants.yaml: the ISA counters a variant promises (checked by `moegen verify`
+at the production shape).
 
 A `floors:` mapping may sit under `defaults:`, in a matrix block or in an explicit entry; an
 entry's floors are merged key by key over the defaults' (the entry wins). Each key names a

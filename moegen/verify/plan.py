@@ -25,9 +25,10 @@ kernel can ever see at that shape. A (variant, shape, arch) FAILS when
   most tokens the launcher admits, block ids of the real grid); widenings whose range cannot
   be evaluated are warnings;
 - a kernel spills registers or uses scratch (private segment size > 0);
-- an ISA counter (moegen.verify.counters) misses a floor the variant declares under `floors:`
-  (moegen.verify.counters_table.floor_violations; at the `production` shape a kernel must have
-  a steady-state K loop for its loop floors to be checked).
+- at the `production` shape, an ISA counter (moegen.verify.counters) misses a floor the variant
+  declares under `floors:` (moegen.verify.counters_table.floor_violations; a kernel without a
+  steady-state K loop misses every loop floor). Floors bound the kernel users run; the `small`
+  shape is the unit-test specialization, whose K loop the compiler unrolls completely.
 
 Successful compiles are cached under $MOEGEN_CACHE_DIR/verify (moegen.backends.flydsl.compile.cache_home),
 keyed by the compile job (module path, shape, dtypes), the arch and
