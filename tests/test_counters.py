@@ -59,7 +59,7 @@ LOAD_WAIT_COMPUTE = """\
 .LBB0_1:
 \tbuffer_load_dwordx4 v[0:3], v10, s[8:11], 0 offen
 \tbuffer_load_dwordx2 v[4:5], v11, s[12:15], 0 offen
-\ts_waitcnt vmcnt(0)
+\ts_waitcnt vmcnt(0) lgkmcnt(0)
 \tv_mfma_f32_16x16x16_bf16 v[6:9], v[4:5], v[0:1], v[6:9]
 \ts_cbranch_scc1 .LBB0_1
 """
@@ -176,6 +176,7 @@ def test_waitcnt_vmcnt(operands, vmcnt):
         ("gfx942", 20, 0, 24, 0, 8),  # capped at 8 waves per SIMD
         ("gfx942", 128, 0, 24, 0, 4),  # 512 / 128
         ("gfx942", 130, 0, 24, 0, 3),  # granule 8: 136 -> 512 // 136
+        ("gfx942", 100, 0, 24, 0, 4),  # granule 8: 104 -> 4 (a granule of 4 would give 5)
         ("gfx942", 82, 64, 24, 0, 3),  # alignTo(82, 4) + 64 = 148 -> 152
         ("gfx942", 190, 0, 24, 0, 2),
         ("gfx942", 20, 0, 102, 0, 7),  # SGPR-limited
