@@ -1,5 +1,6 @@
-"""`moegen verify`: compile every variant at every shipped shape per arch, audit it, report
-(moegen.verify.plan / run / report do the work)."""
+"""`moegen verify`: compile every variant at every shipped shape per arch, audit it, report,
+and write or check the ISA counters table generated/ISA_COUNTERS.md (moegen.verify.plan / run /
+report / counters_table do the work)."""
 
 from __future__ import annotations
 
