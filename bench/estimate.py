@@ -34,8 +34,9 @@ replace a measurement on the GPU.
 
 Hardware (public spec sheets): MI300X: 304 CUs, 5.3 TB/s HBM3, 1307.4 TFLOPS dense BF16/FP16
 (AMD ROCm docs, "AMD Instinct MI300 series microarchitecture", rocm.docs.amd.com); MI355X:
-256 CUs (8 XCDs x 32), 8 TB/s HBM3E, 2.5 PFLOPS dense BF16/FP16 (AMD MI350 series launch,
-June 2025, as reported by The Register 2025-06-12 and AMD's CDNA 4 whitepaper).
+256 CUs (8 XCDs x 32; ROCm docs, "AMD GPU specifications", reference/gpu-specs), 8 TB/s
+HBM3E and 2.5 PFLOPS dense BF16/FP16 (AMD's MI350 series launch, June 2025, as reported by
+The Register, 2025-06-12).
 
 Each token count uses the tile auto-dispatch picks for it (variants.yaml `max_tokens`) from
 the family of the variant named for its stage.

@@ -56,10 +56,12 @@ VGPR, AGPR, SGPR, waves/SIMD
     llvm/lib/Target/AMDGPU/Utils/AMDGPUBaseInfo.cpp (getVGPRAllocGranule: 8 with
     FeatureGFX90AInsts; getTotalNumVGPRs: 512; getMaxWavesPerEU: 8 for GFX90A;
     getNumWavesPerEUWithNumVGPRs; getOccupancyWithNumSGPRs; getTotalNumVGPRs(has90AInsts,
-    AGPRs, VGPRs) = alignTo(VGPRs, 4) + AGPRs) and the gfx90a ISA guide section 3.6.4 (512
-    unified registers, at most 256 of each kind). LDS limits too: a CU (4 SIMDs) holds
-    floor(LDS per CU / LDS bytes) workgroups of max_flat_workgroup_size / 64 waves (64 KiB per
-    CU on gfx942, 160 KiB on gfx950). waves/SIMD = the smallest of the three limits.
+    AGPRs, VGPRs) = alignTo(VGPRs, 4) + AGPRs), and LLVM commit b7611370 (#85860), which quotes
+    the gfx90a ISA guide section 3.6.4: 512 unified registers, at most 256 of each kind. LDS
+    limits too: a CU (4 SIMDs) holds floor(LDS per CU / LDS bytes) workgroups of
+    max_flat_workgroup_size / 64 waves; LDS per CU is 64 KiB on gfx942 and 160 KiB on gfx950
+    (ROCm docs, "AMD GPU specifications", reference/gpu-specs). waves/SIMD = the smallest of
+    the three limits.
 
 spills
     VGPR + SGPR spill counts plus scratch bytes per lane (private segment) from the metadata.
