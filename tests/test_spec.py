@@ -16,6 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from moegen.cli.main import main
+from moegen.spec.expand import enumerate_variants
 from moegen.spec.model import DTYPE_KEYS, SHAPE_KEYS, TOP_KEYS, VARIANT_KEYS
 
 GOLDEN = Path(__file__).parent / "golden" / "spec_errors"
@@ -120,6 +121,12 @@ CASES = {
         t,
     ),
     "exclude_names_unset_backend": _sub("{stage: 2, split_k: 2}", "{stage: 2, backend: flydsl}"),
+    "unknown_floor_key": _sub("defaults:\n", "defaults:\n  floors: {kib_inflight: 6}\n"),
+    "bad_floor_value": _sub(
+        "    split_k: [1, 2]\n",
+        "    split_k: [1, 2]\n    floors: {mfma_per_load: fast, spills: -1}\n",
+    ),
+    "floors_not_a_mapping": _sub("    tile: {m: 32}", "    tile: {m: 32}\n    floors: 6"),
     "empty_file": lambda t: "",
     "top_level_list": lambda t: "- a\n- b\n",
     "many_errors_at_once": lambda t: _sub("  - dtype: [bf16]\n", "  - dtype: [bf16, int3]\n")(
@@ -498,3 +505,20 @@ def test_backend_arch_and_config_errors(mini, edit, message):
     rc, err = _validate(mini, edit(SM90))
     _check_output(rc, err)
     assert rc == 1 and message in err, err
+def test_floors_merge_key_by_key_over_the_defaults(mini):
+    text = _apply(
+        [
+            _sub("defaults:\n", "defaults:\n  floors: {spills: 0, kib_in_flight: 1}\n"),
+            _sub("    split_k: [1, 2]\n", "    split_k: [1, 2]\n    floors: {kib_in_flight: 6}\n"),
+        ],
+        MINI_TEXT,
+    )
+    (mini / "variants.yaml").write_text(text)
+    by_name = {v.name: v for v in enumerate_variants(mini / "variants.yaml")}
+    # the matrix block's kib_in_flight wins; spills comes from the defaults (FLOORS order)
+    assert by_name["moe_s1_bf16_whole_tensor_k1"].floors == (("kib_in_flight", 6), ("spills", 0))
+    # the explicit entry declares none: the defaults' floors
+    assert by_name["moe_s1_bf16_per_expert_k2_t32x64x64"].floors == (
+        ("kib_in_flight", 1),
+        ("spills", 0),
+    )

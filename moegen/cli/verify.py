@@ -1,10 +1,12 @@
-"""`moegen verify`: compile every variant at every shipped shape per arch, audit it, report
-(moegen.verify.plan / run / report do the work)."""
+"""`moegen verify`: compile every variant at every shipped shape per arch, audit it, report,
+and write or check the ISA counters table generated/ISA_COUNTERS.md (moegen.verify.plan / run /
+report / counters_table do the work)."""
 
 from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import sys
 import tempfile
@@ -17,6 +19,14 @@ from moegen.backends import get_backend
 from moegen.core.vocabulary import DEFAULT_BACKEND, EXIT_FAIL, EXIT_OK
 from moegen.spec.errors import SpecErrors
 from moegen.spec.expand import enumerate_variants
+from moegen.verify.counters_table import (
+    REFRESH,
+    TABLE_NAME,
+    Row,
+    expected_text,
+    make_row,
+    stale_diff,
+)
 from moegen.verify.plan import Outcome, plan_checks
 from moegen.verify.report import format_report
 from moegen.verify.run import default_cache, run_checks
@@ -60,6 +70,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         action="store_true",
         help="compile everything afresh (default: reuse successful compiles of identical "
         "sources from $MOEGEN_CACHE_DIR/verify)",
+    )
+    p.add_argument(
+        "--write-counters",
+        action="store_true",
+        help=f"write the ISA counters measured into generated/{TABLE_NAME} (default: fail "
+        "with a diff when it differs from them; -k/--arch/--shape narrow both to the rows "
+        "measured)",
     )
     p.add_argument(
         "--dump-dir",
@@ -134,7 +151,47 @@ def run(args: argparse.Namespace) -> int:
         print(text)
     if outcomes:
         print(format_report(outcomes, time.perf_counter() - start))
-    return EXIT_OK if others_ok and all(o.ok for o in outcomes) else EXIT_FAIL
+    fresh = _counters_table(args, spec_path, outcomes)
+    return EXIT_OK if fresh and others_ok and all(o.ok for o in outcomes) else EXIT_FAIL
+
+
+def counter_rows(outcomes: Sequence[Outcome]) -> list[Row]:
+    """The counters table rows of every outcome that measured its kernels."""
+    rows = []
+    for o in outcomes:
+        c = o.check
+        for k in o.counters:
+            name = c.variant.name if len(o.counters) == 1 else f"{c.variant.name} ({k.kernel})"
+            rows.append(make_row(name, c.shape_cell, c.arch, c.tile, k))
+    return rows
+
+
+def _counters_table(args: argparse.Namespace, spec_path: Path, outcomes: Sequence[Outcome]) -> bool:
+    """Write (--write-counters) or check generated/ISA_COUNTERS.md; False when it is stale."""
+    path = spec_path.parent / "generated" / TABLE_NAME
+    narrowed = [x for g in args.k or () for x in ("-k", g)]
+    narrowed += [x for a in args.arch or () for x in ("--arch", a)]
+    narrowed += [x for s in args.shape or () for x in ("--shape", s)]
+    planned = {(o.check.variant.name, o.check.shape_cell, o.check.arch) for o in outcomes}
+    expected = expected_text(path, counter_rows(outcomes), None if narrowed else planned)
+    diff = stale_diff(path, expected)
+    if args.write_counters:
+        if diff:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(expected, encoding="utf-8")
+        print(f"{path}: {'written' if diff else 'up to date'}")
+        return True
+    if diff:
+        print(diff, end="")
+        spec = [] if args.variants == "variants.yaml" else ["--variants", args.variants]
+        command = " ".join([REFRESH, shlex.join(spec + narrowed)]).rstrip()
+        print(
+            f"moegen verify: {path} differs from the ISA counters measured (diff above); "
+            f"review the change and refresh it with `{command}`",
+            file=sys.stderr,
+        )
+        return False
+    return True
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -52,6 +52,19 @@ and which offset lines apply there (moegen.core.address_model.offset_line)."""
 DEFAULT_VENDOR = "amd"
 """An arch that names no vendor (every arch of the FlyDSL-only spec) is AMD's."""
 
+# ---- ISA counter floors (variants.yaml `floors:`, checked by `moegen verify`) ----------------
+FLOORS = {
+    "kib_in_flight": "min",
+    "mfma_per_load": "min",
+    "weight_load_bytes_per_lane": "min",
+    "waves_per_simd": "min",
+    "drains_in_loop": "max",
+    "spills": "max",
+}
+"""Each floor a variant may declare, and which way it bounds its counter (moegen.verify.counters
+defines the counters): "min" = the counter must be at least the floor, "max" = at most (the
+fewest full drains in the K loop, the fewest spills). kib_in_flight bounds the mean."""
+
 # ---- sizes -----------------------------------------------------------------------------------
 GIB = 2**30
 

@@ -26,6 +26,7 @@ from moegen.spec.checks import (
     type_name,
 )
 from moegen.spec.errors import Location, SpecError
+from moegen.spec.floors import check_floors, merge_floors
 from moegen.spec.load import load_spec, raise_if
 from moegen.spec.naming import variant_name
 from moegen.spec.located import LList, LMap
@@ -56,6 +57,7 @@ BUILTIN_DEFAULTS = {
     "preferred": False,
     "backend": DEFAULT_BACKEND,
     "configs": None,
+    "floors": None,
 }
 
 
@@ -155,6 +157,8 @@ class _Expander:
                 if k in value:
                     expect_int(value[k], value.at(k), f"tile {k}", errs)
             return len(errs) == n0
+        if key == "floors":
+            return check_floors(value, loc, errs)
         raise AssertionError(key)
 
     def check_fields(self, m: LMap, keys: Iterable[str]) -> bool:
@@ -331,6 +335,7 @@ class _Expander:
             backend=merged["backend"],
             configs=tuple(TileRegime(*(c[k] for k in CONFIG_KEYS)) for c in (configs or ())),
             arch_vendors={a: spec.archs[a].vendor for a in merged["archs"]},
+            floors=merge_floors(defaults["floors"], fields.get("floors")),
         )
         for problem in backend.check_tiles(v):
             self.error(loc, f"{name}: {problem}", "change the tile in variants.yaml")

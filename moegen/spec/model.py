@@ -91,6 +91,7 @@ VARIANT_KEYS = (
     "preferred",
     "backend",
     "configs",
+    "floors",
 )
 AXES = (
     "dtype",
@@ -214,6 +215,9 @@ class Variant:
     configs: tuple[TileRegime, ...] = ()
     # arch -> vendor of each declared arch (archs.<arch>.vendor)
     arch_vendors: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    # ISA counter floors `moegen verify` holds the variant to (moegen.spec.floors), in
+    # moegen.core.vocabulary.FLOORS order; not rendered into the kernel.
+    floors: tuple[tuple[str, float], ...] = field(default=(), compare=False, repr=False)
 
     # --- paths: derived from the name in this one place ---------------------------------
     @property

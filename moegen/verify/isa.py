@@ -4,6 +4,7 @@ kernel bodies, and which buffer resources a loaded value (an expert id) reaches.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import yaml
@@ -19,9 +20,23 @@ def code_object_metadata(isa: str) -> list[dict]:
     return list((yaml.safe_load(block.group(1)) or {}).get("amdhsa.kernels", []))
 
 
-def kernel_body(isa: str, symbol: str) -> list[str]:
-    """Instruction lines of `symbol` in an AMDGCN assembly text (labels, directives,
-    comments dropped)."""
+@dataclass(frozen=True)
+class Insn:
+    """One instruction of a kernel: its index among the kernel's instructions, mnemonic and
+    operand text."""
+
+    index: int
+    mnemonic: str
+    operands: str
+
+    @property
+    def line(self) -> str:
+        return f"{self.mnemonic} {self.operands}".rstrip()
+
+
+def listing(isa: str, symbol: str) -> list[Insn | str]:
+    """Instructions and labels (as str, without the colon) of `symbol` in an AMDGCN assembly
+    text, in order; directives and comments dropped."""
     start = re.search(rf"^{re.escape(symbol)}:\s*$", isa, re.M)
     if not start:
         return []
@@ -31,12 +46,25 @@ def kernel_body(isa: str, symbol: str) -> list[str]:
         re.M,
     )
     text = isa[start.end() : start.end() + end.start()] if end else isa[start.end() :]
-    lines = []
+    out: list[Insn | str] = []
+    count = 0
     for raw in text.splitlines():
         line = raw.split(";")[0].split("//")[0].strip()
-        if line and not line.startswith(".") and not line.endswith(":"):
-            lines.append(line)
-    return lines
+        if not line:
+            continue
+        if line.endswith(":"):
+            out.append(line[:-1])
+        elif not line.startswith("."):
+            mnemonic, _, operands = line.partition(" ")
+            out.append(Insn(count, mnemonic, operands.strip()))
+            count += 1
+    return out
+
+
+def kernel_body(isa: str, symbol: str) -> list[str]:
+    """Instruction lines of `symbol` in an AMDGCN assembly text (labels, directives,
+    comments dropped)."""
+    return [x.line for x in listing(isa, symbol) if isinstance(x, Insn)]
 
 
 @dataclass(frozen=True)
@@ -104,15 +132,23 @@ def _regs(token: str) -> list[str]:
     return out
 
 
-def classify_isa(isa: str, kernel: str, weight_ptr: int) -> ViewVerdict:
-    """Addressing of global pointer #weight_ptr from the final ISA of `kernel`.
+def _weight_hi(isa: str, kernel: str, weight_ptr: int) -> int:
+    """Kernarg byte offset of the high dword of global pointer #weight_ptr of `kernel`."""
+    meta = next(m for m in code_object_metadata(isa) if m[".name"] == kernel)
+    globals_ = [a[".offset"] for a in meta[".args"] if a.get(".value_kind") == "global_buffer"]
+    return globals_[weight_ptr] + 4
+
+
+def _buffer_accesses(
+    isa: str, kernel: str
+) -> Iterator[tuple[int, str, list[str], _Sgpr | None, dict[str, _Sgpr]]]:
+    """Walk the instructions of `kernel` (kernel_body order), tracking what each SGPR holds;
+    yield (index, line, operands, origin of its V# word 1 or None, register state) for each
+    buffer access, before the access's own effect is applied.
 
     make.buffer.rsrc writes `base_hi & 0xffff` into V# word 1, so the V# of every buffer access
     is tied to a kernarg pointer through the SGPR that `s_and_b32 sX, sY, 0xffff` produced.
     """
-    meta = next(m for m in code_object_metadata(isa) if m[".name"] == kernel)
-    globals_ = [a[".offset"] for a in meta[".args"] if a.get(".value_kind") == "global_buffer"]
-    weight_hi = globals_[weight_ptr] + 4
     directive = dict(re.findall(r"^\s*\.amdhsa_(user_sgpr_\w+)\s+(\d+)", isa, re.M))
     kernarg_sgpr = sum(
         n * int(directive.get(f"user_sgpr_{key}", 0))
@@ -128,24 +164,12 @@ def classify_isa(isa: str, kernel: str, weight_ptr: int) -> ViewVerdict:
     for i in range(preload):
         state[f"s{kernarg_sgpr + 2 + i}"] = _Sgpr(frozenset({first * 4 + 4 * i}))
     word1: dict[str, _Sgpr] = {}
-    per_expert, whole, other = [], [], []
-    for line in kernel_body(isa, kernel):
+    for index, line in enumerate(kernel_body(isa, kernel)):
         mn, _, rest = line.partition(" ")
         ops = [t.strip() for t in re.split(r",(?![^\[]*\])", rest)] if rest else []
         if mn.startswith(("buffer_load", "buffer_store", "buffer_atomic")) and len(ops) >= 4:
             quad = _regs(ops[2])
-            origin = word1.get(quad[1]) if len(quad) == 4 else None
-            if origin is None or weight_hi not in origin.kernarg:
-                pass
-            elif origin.added64 and origin.loaded:
-                per_expert.append(f"V# base_hi <- s_addc_u32 of a loaded value: {line}")
-            else:
-                offsets = _regs(ops[1]) if "offen" in ops[3] or "idxen" in ops[3] else []
-                offsets += _regs(ops[3].split()[0])
-                if not origin.added64 and any(state.get(r, _Sgpr()).loaded for r in offsets):
-                    whole.append(f"V# base = weight kernarg, loaded value in offset: {line}")
-                else:
-                    other.append(f"V# of the weight without expert-dependent base/offset: {line}")
+            yield index, line, ops, word1.get(quad[1]) if len(quad) == 4 else None, state
         dests, sources = _dests_sources(mn, ops)
         if mn.startswith(("s_load", "s_buffer_load")) or mn.startswith(_MEM_LOAD):
             base = _regs(ops[1]) if len(ops) > 1 else []
@@ -176,6 +200,36 @@ def classify_isa(isa: str, kernel: str, weight_ptr: int) -> ViewVerdict:
             word1[dests[0]] = value
         elif mn == "s_mov_b32" and len(ops) == 2 and ops[1] in word1:
             word1[dests[0]] = word1[ops[1]]
+
+
+def weight_accesses(isa: str, kernel: str, weight_ptr: int) -> frozenset[int]:
+    """Indices (in kernel_body order) of the buffer accesses of `kernel` whose V# is built
+    from global pointer #weight_ptr (directly, or rebased by a 64-bit add)."""
+    weight_hi = _weight_hi(isa, kernel, weight_ptr)
+    return frozenset(
+        index
+        for index, _, _, origin, _ in _buffer_accesses(isa, kernel)
+        if origin is not None and weight_hi in origin.kernarg
+    )
+
+
+def classify_isa(isa: str, kernel: str, weight_ptr: int) -> ViewVerdict:
+    """Addressing of global pointer #weight_ptr from the final ISA of `kernel` (see
+    _buffer_accesses for how a V# is tied to a kernarg pointer)."""
+    weight_hi = _weight_hi(isa, kernel, weight_ptr)
+    per_expert, whole, other = [], [], []
+    for _, line, ops, origin, state in _buffer_accesses(isa, kernel):
+        if origin is None or weight_hi not in origin.kernarg:
+            continue
+        if origin.added64 and origin.loaded:
+            per_expert.append(f"V# base_hi <- s_addc_u32 of a loaded value: {line}")
+            continue
+        offsets = _regs(ops[1]) if "offen" in ops[3] or "idxen" in ops[3] else []
+        offsets += _regs(ops[3].split()[0])
+        if not origin.added64 and any(state.get(r, _Sgpr()).loaded for r in offsets):
+            whole.append(f"V# base = weight kernarg, loaded value in offset: {line}")
+        else:
+            other.append(f"V# of the weight without expert-dependent base/offset: {line}")
     if per_expert:
         return ViewVerdict("isa", Addressing.PER_EXPERT, tuple(per_expert[:3]))
     if whole:

@@ -24,7 +24,11 @@ kernel can ever see at that shape. A (variant, shape, arch) FAILS when
   values are bounded from the same shape (expert ids <= experts - 1, routing values for the
   most tokens the launcher admits, block ids of the real grid); widenings whose range cannot
   be evaluated are warnings;
-- a kernel spills registers or uses scratch (private segment size > 0).
+- a kernel spills registers or uses scratch (private segment size > 0);
+- at the `production` shape, an ISA counter (moegen.verify.counters) misses a floor the variant
+  declares under `floors:` (moegen.verify.counters_table.floor_violations; a kernel without a
+  steady-state K loop misses every loop floor). Floors bound the kernel users run; the `small`
+  shape is the unit-test specialization, whose K loop the compiler unrolls completely.
 
 Successful compiles are cached under $MOEGEN_CACHE_DIR/verify (moegen.backends.flydsl.compile.cache_home),
 keyed by the compile job (module path, shape, dtypes), the arch and
@@ -51,6 +55,7 @@ from moegen.core import address_model
 from moegen.spec.errors import SpecError
 from moegen.spec.load import load_spec, raise_if
 from moegen.spec.model import Shape, Spec, Variant
+from moegen.verify.counters import KernelCounters
 from moegen.verify.verdicts import KernelAudit
 
 SMALL_TOKENS = 32  # tokens of the compile inputs (the spec's shapes do not fix a token count)
@@ -210,6 +215,7 @@ class Outcome:
     audits: tuple[KernelAudit, ...]
     problems: tuple[str, ...]
     warnings: tuple[str, ...]
+    counters: tuple[KernelCounters, ...] = ()
 
     @property
     def ok(self) -> bool:

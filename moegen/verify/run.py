@@ -14,6 +14,7 @@ from pathlib import Path
 from moegen.backends import get_backend
 from moegen.backends.flydsl import entry as entry_module
 from moegen.backends.flydsl.compile import (
+    CompileResult,
     compile_target,
     compile_target_cached,
     source_fingerprint,
@@ -21,6 +22,8 @@ from moegen.backends.flydsl.compile import (
 from moegen.backends.flydsl.toolchain import rocm_root
 from moegen.core.vocabulary import cache_home
 from moegen.spec.expand import enumerate_variants
+from moegen.verify.counters import KernelCounters, kernel_counters
+from moegen.verify.counters_table import FLOOR_SHAPE, floor_violations
 from moegen.verify.plan import WEIGHT_PARAM, Check, Outcome, plan_checks
 from moegen.verify.report import format_report
 from moegen.verify.verdicts import KernelAudit
@@ -78,7 +81,27 @@ def run_check(check: Check, cache: Path | None = None) -> Outcome:
             for h in a.hazards
             if h.can_overflow is None
         ]
-    return Outcome(check, compiled, audits, tuple(problems), tuple(warnings))
+    counters: list[KernelCounters] = []
+    if compiled.kernels:
+        try:
+            counters = measure(compiled, check.arch)
+        except ValueError as exc:
+            problems.append(f"ISA counters: {exc}")
+    if check.shape.name == FLOOR_SHAPE:  # floors bound the kernel users run (plan.py)
+        floors = dict(check.variant.floors)
+        for k in counters:
+            problems += [f"{m} {at}" for m in floor_violations(k, floors)]
+    return Outcome(check, compiled, audits, tuple(problems), tuple(warnings), tuple(counters))
+
+
+def measure(compiled: CompileResult, arch: str) -> list[KernelCounters]:
+    """moegen.verify.counters of every kernel a compile produced, in kernel order."""
+    names = [k.name for k in compiled.kernels]
+    found: dict[str, KernelCounters] = {}
+    for isa_path in sorted({k.isa_path for k in compiled.kernels}):
+        for kc in kernel_counters(Path(isa_path).read_text(), arch, WEIGHT_PARAM):
+            found[kc.kernel] = kc
+    return [found[n] for n in names if n in found]
 
 
 def default_cache() -> Path:

@@ -403,4 +403,38 @@ BUGS: tuple[Bug, ...] = (
         ("tests/test_address_model.py", _S1_WHOLE, "-k", "guard or messages"),
         "a refusal that points the user at a variant that cannot address the shape either",
     ),
+    # ---- ISA performance counters (moegen/verify/counters.py, counters_table.py) ----------
+    Bug(
+        "inflight_counts_only_the_retired_loads",
+        "moegen/verify/counters.py",
+        "                records.append(sum(queue))\n",
+        "                records.append(sum(retired))\n",
+        ("tests/test_counters.py",),
+        "bytes in flight measured as the loads a wait retires: a software-pipelined loop "
+        "(vmcnt(N>0)) reads as no better than load-wait-compute",
+    ),
+    Bug(
+        "drain_missed_in_a_combined_waitcnt",
+        "moegen/verify/counters.py",
+        "        drains += waitcnt_vmcnt(insn) == 0\n",
+        '        drains += insn.operands == "vmcnt(0)"\n',
+        ("tests/test_counters.py",),
+        "`s_waitcnt vmcnt(0) lgkmcnt(0)` not counted as a full drain of the loads",
+    ),
+    Bug(
+        "vgpr_granule_of_4",
+        "moegen/verify/counters.py",
+        "    vgpr_granule: int = 8\n",
+        "    vgpr_granule: int = 4\n",
+        ("tests/test_counters.py",),
+        "the pre-gfx90a VGPR allocation granule: occupancy overstated on CDNA3/CDNA4",
+    ),
+    Bug(
+        "floor_direction_flipped",
+        "moegen/verify/counters_table.py",
+        'if value < floor if FLOORS[name] == "min" else value > floor:',
+        'if value > floor if FLOORS[name] == "min" else value < floor:',
+        ("tests/test_counters_table.py",),
+        "a floor read the wrong way: kernels better than their floor fail, worse ones pass",
+    ),
 )
