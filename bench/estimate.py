@@ -14,8 +14,8 @@ The model (every number it uses is printed or a named constant below):
   expected weight bytes = experts * E[ceil(r / tile_m)] * (N * K * weight bytes).
 - Bytes count at cache-line granularity (128 B lines on CDNA3/CDNA4): a weight load
   instruction reads 16 rows x `run` contiguous bytes per row (row-major weights: 4 lanes per
-  row x the counters' weight B/lane; aiter's preshuffled layout makes the whole 1 KiB one run,
-  `--weight-run 1024`), and each partly used line costs a whole line: line bytes = bytes *
+  row x the counters' weight B/lane; aiter's preshuffled layout, which the shipped dtypes
+  declare, makes the whole 1 KiB one run), and each partly used line costs a whole line: line bytes = bytes *
   128 * ceil(run / 128) / run. Pessimistic where neighbouring K steps share a line through L2.
 - Activations (x, or a2 for stage 2) and outputs cost their size once (they are small and stay
   in L2 across N-tiles); stage-2 float32 atomics cost the output size once.
@@ -65,6 +65,10 @@ SIMDS_PER_CU = 4
 WAVES_PER_WORKGROUP = 4
 ROWS_PER_LOAD = 16  # a 16x16xK MFMA operand load covers 16 weight rows
 LANES_PER_ROW = 4  # ... with 4 lanes along K in each row (row-major weights)
+# Lanes whose bytes one weight load reads contiguously, per weight layout (variants.yaml
+# dtypes.<d>.weight_layout): preshuffle_16x16 stores each 16-row group's 16-byte K slices
+# back to back, so one wave's 16 B/lane load is one 1 KiB run (64 lanes).
+RUN_LANES = {"preshuffle_16x16": 64, "row_major": LANES_PER_ROW}
 
 
 @dataclass(frozen=True)
@@ -197,6 +201,7 @@ def estimate(
     inter: int,
     latency_s: float,
     weight_run: int | None = None,
+    layout: str = "row_major",
     act_bytes: int = 2,
     weight_bytes: int = 2,
 ) -> Estimate:
@@ -208,7 +213,7 @@ def estimate(
         other = tokens * MODEL_DIM * act_bytes + tokens * TOPK * inter * act_bytes
     else:
         other = tokens * TOPK * inter * act_bytes + tokens * MODEL_DIM * 4
-    run = weight_run or LANES_PER_ROW * c.weight_bytes_per_lane
+    run = weight_run or RUN_LANES[layout] * c.weight_bytes_per_lane
     useful = touched * expert_weights + other
     line_bytes = blocks * expert_weights * line_factor(run) + other
     n_tiles = (inter if stage == 1 else MODEL_DIM) // c.tile_n
@@ -240,8 +245,9 @@ def main(argv: list[str] | None = None) -> int:
         type=int,
         default=None,
         metavar="BYTES",
-        help="contiguous bytes per weight row of one load instruction (default: 4 lanes x "
-        "the counters' weight B/lane, row-major; 1024 for a preshuffled 16x16 layout)",
+        help="contiguous bytes one weight load instruction reads per run (default: from the "
+        "dtype's weight_layout in variants.yaml: preshuffle_16x16 = 64 lanes x the counters' "
+        "weight B/lane = 1 KiB; row-major = 4 lanes x weight B/lane per row)",
     )
     p.add_argument(
         "--stage1",
@@ -281,6 +287,7 @@ def main(argv: list[str] | None = None) -> int:
         for stage, base in ((1, args.stage1), (2, args.stage2)):
             for regime, tokens in REGIMES:
                 variant = dispatched(variants, base, tokens)
+                (v,) = [x for x in variants if x.name == variant]
                 c = read_counters(args.table, variant, dev.arch)
                 for inter in INTERS:
                     e = estimate(
@@ -291,6 +298,7 @@ def main(argv: list[str] | None = None) -> int:
                         inter=inter,
                         latency_s=latency,
                         weight_run=args.weight_run,
+                        layout=v.dtype.weight_layout,
                     )
                     rows.append(
                         (

@@ -6,7 +6,7 @@
 #   addressing  "per_expert"
 #   stage       1
 #   split_k     2
-#   tile        {"m": 16, "n": 64, "k": 128}
+#   tile        {"m": 32, "n": 64, "k": 128}
 #   tokens      "1-512"
 #   archs       ["gfx942", "gfx950"]
 #   doweight    false
@@ -60,7 +60,7 @@ VARIANT = {
     "dtype": "bf16",
     "addressing": "per_expert",
     "split_k": 2,
-    "tile_m": 16,
+    "tile_m": 32,
     "tile_n": 64,
     "tile_k": 128,
     "min_tokens": 1,
@@ -82,7 +82,7 @@ WEIGHT_DTYPES = {"gfx942": "bfloat16", "gfx950": "bfloat16"}
 
 # Tile regime: auto-dispatch picks this tile for 1-512 tokens (variants.yaml `tile:`;
 # every tile of this kernel and the token counts it serves are listed in generated/__init__.py).
-TILE_M = 16  # sorted rows per workgroup (= moe_sorting block size)
+TILE_M = 32  # sorted rows per workgroup (= moe_sorting block size)
 TILE_N = 64  # output columns per workgroup
 TILE_K = 128  # K per main-loop iteration
 WAVES = 4

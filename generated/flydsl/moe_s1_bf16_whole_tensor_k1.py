@@ -6,7 +6,7 @@
 #   addressing  "whole_tensor"
 #   stage       1
 #   split_k     1
-#   tile        {"m": 16, "n": 64, "k": 128}
+#   tile        {"m": 32, "n": 64, "k": 128}
 #   tokens      "1-512"
 #   archs       ["gfx942", "gfx950"]
 #   doweight    false
@@ -58,7 +58,7 @@ VARIANT = {
     "dtype": "bf16",
     "addressing": "whole_tensor",
     "split_k": 1,
-    "tile_m": 16,
+    "tile_m": 32,
     "tile_n": 64,
     "tile_k": 128,
     "min_tokens": 1,
@@ -80,7 +80,7 @@ WEIGHT_DTYPES = {"gfx942": "bfloat16", "gfx950": "bfloat16"}
 
 # Tile regime: auto-dispatch picks this tile for 1-512 tokens (variants.yaml `tile:`;
 # every tile of this kernel and the token counts it serves are listed in generated/__init__.py).
-TILE_M = 16  # sorted rows per workgroup (= moe_sorting block size)
+TILE_M = 32  # sorted rows per workgroup (= moe_sorting block size)
 TILE_N = 64  # output columns per workgroup
 TILE_K = 128  # K per main-loop iteration
 WAVES = 4

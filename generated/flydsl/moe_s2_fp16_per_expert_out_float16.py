@@ -6,7 +6,7 @@
 #   addressing  "per_expert"
 #   stage       2
 #   split_k     1
-#   tile        {"m": 16, "n": 64, "k": 128}
+#   tile        {"m": 32, "n": 64, "k": 128}
 #   tokens      "1+"
 #   archs       ["gfx942", "gfx950"]
 #   doweight    true
@@ -66,7 +66,7 @@ VARIANT = {
     "dtype": "fp16",
     "addressing": "per_expert",
     "split_k": 1,
-    "tile_m": 16,
+    "tile_m": 32,
     "tile_n": 64,
     "tile_k": 128,
     "min_tokens": 1,
@@ -88,7 +88,7 @@ WEIGHT_DTYPES = {"gfx942": "float16", "gfx950": "float16"}
 
 # Tile regime: auto-dispatch picks this tile for 1+ tokens (variants.yaml `tile:`;
 # every tile of this kernel and the token counts it serves are listed in generated/__init__.py).
-TILE_M = 16  # sorted rows per workgroup (= moe_sorting block size)
+TILE_M = 32  # sorted rows per workgroup (= moe_sorting block size)
 TILE_N = 64  # output columns per workgroup
 TILE_K = 128  # K per main-loop iteration
 WAVES = 4

@@ -6,7 +6,7 @@
 #   addressing  "whole_tensor"
 #   stage       1
 #   split_k     2
-#   tile        {"m": 16, "n": 64, "k": 128}
+#   tile        {"m": 32, "n": 64, "k": 128}
 #   tokens      "1-512"
 #   archs       ["gfx942", "gfx950"]
 #   doweight    false

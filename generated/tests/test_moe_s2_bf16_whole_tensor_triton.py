@@ -6,7 +6,7 @@
 #   addressing  "whole_tensor"
 #   stage       2
 #   split_k     1
-#   tile        {"m": 16, "n": 64, "k": 128}
+#   tile        {"m": 32, "n": 64, "k": 128}
 #   tokens      "1+"
 #   archs       ["sm90", "gfx942", "gfx950"]
 #   doweight    true

@@ -6,7 +6,7 @@
 #   addressing  "whole_tensor"
 #   stage       1
 #   split_k     1
-#   tile        {"m": 16, "n": 64, "k": 128}
+#   tile        {"m": 32, "n": 64, "k": 128}
 #   tokens      "1+"
 #   archs       ["sm90", "gfx942", "gfx950"]
 #   doweight    false
@@ -46,7 +46,7 @@ VARIANT = {
     "dtype": "fp16",
     "addressing": "whole_tensor",
     "split_k": 1,
-    "tile_m": 16,
+    "tile_m": 32,
     "tile_n": 64,
     "tile_k": 128,
     "min_tokens": 1,

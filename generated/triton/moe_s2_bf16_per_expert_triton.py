@@ -6,7 +6,7 @@
 #   addressing  "per_expert"
 #   stage       2
 #   split_k     1
-#   tile        {"m": 16, "n": 64, "k": 128}
+#   tile        {"m": 32, "n": 64, "k": 128}
 #   tokens      "1+"
 #   archs       ["sm90", "gfx942", "gfx950"]
 #   doweight    true
@@ -47,7 +47,7 @@ VARIANT = {
     "dtype": "bf16",
     "addressing": "per_expert",
     "split_k": 1,
-    "tile_m": 16,
+    "tile_m": 32,
     "tile_n": 64,
     "tile_k": 128,
     "min_tokens": 1,

@@ -153,9 +153,11 @@ class _Expander:
                 return False
             n0 = len(errs)
             check_keys(value, TILE_MAP_KEYS, "tile", errs)
-            for k in TILE_MAP_KEYS:
+            for k in TILE_KEYS + ("max_tokens",):
                 if k in value:
                     expect_int(value[k], value.at(k), f"tile {k}", errs)
+            if "floors" in value:
+                check_floors(value["floors"], value.at("floors"), errs)
             return len(errs) == n0
         if key == "floors":
             return check_floors(value, loc, errs)
@@ -335,7 +337,10 @@ class _Expander:
             backend=merged["backend"],
             configs=tuple(TileRegime(*(c[k] for k in CONFIG_KEYS)) for c in (configs or ())),
             arch_vendors={a: spec.archs[a].vendor for a in merged["archs"]},
-            floors=merge_floors(defaults["floors"], fields.get("floors")),
+            floors=merge_floors(
+                dict(merge_floors(defaults["floors"], fields.get("floors"))),
+                fields["tile"].get("floors") if isinstance(fields.get("tile"), LMap) else None,
+            ),
         )
         for problem in backend.check_tiles(v):
             self.error(loc, f"{name}: {problem}", "change the tile in variants.yaml")

@@ -73,7 +73,8 @@ MFMA_KEYS = ("op", "k", "operand", "width")
 SHAPE_KEYS = ("experts", "model_dim", "inter", "topk")
 TILE_KEYS = ("m", "n", "k")
 # A tile map may also say up to how many tokens it serves (tiles per regime, picked by token count).
-TILE_MAP_KEYS = TILE_KEYS + ("max_tokens",)
+# and the ISA counter floors of that tile, over the variant's (a prefill tile's occupancy differs).
+TILE_MAP_KEYS = TILE_KEYS + ("max_tokens", "floors")
 # One tile regime of a backend that takes them (Triton): the largest token count it serves
 # (the last one also serves every larger count), its tile, warps and pipeline stages.
 CONFIG_KEYS = ("tokens", "m", "n", "k", "warps", "stages")
