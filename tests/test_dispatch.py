@@ -79,6 +79,7 @@ def _regimes(stage: int, split_k: int, addressing: str) -> list:
         e
         for e in generated.VARIANTS
         if (e.dtype, e.stage, e.split_k, e.addressing) == ("bf16", stage, split_k, addressing)
+        and e.backend == "flydsl"  # Triton keeps its regimes inside one module (`configs:`)
         and (stage == 1 or (e.out_dtype, e.accumulate) == ("float32", "atomic"))
     ]
     return sorted(fam, key=lambda e: e.min_tokens)

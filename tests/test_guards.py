@@ -24,8 +24,8 @@ def meta(*shape, dtype=torch.bfloat16):
 
 
 def operands(v, *, experts, model_dim, inter, tokens, topk):
-    act = getattr(torch, v.dtype.act_torch["gfx942"])
-    wdt = getattr(torch, v.dtype.weight_torch["gfx942"])
+    act = getattr(torch, v.dtype.act_torch[v.archs[0]])
+    wdt = getattr(torch, v.dtype.weight_torch[v.archs[0]])
     blocks = routing.num_m_blocks(tokens, topk, experts, v.tile_m)
     sorted_routing = (
         meta(blocks * v.tile_m, dtype=torch.int32),

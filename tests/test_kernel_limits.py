@@ -18,6 +18,7 @@ def tiles(**over):
         tile_n=64,
         tile_k=64,
         out_dtype="float32",
+        accumulate="atomic",
         archs=("gfx942", "gfx950"),
         dtype=SimpleNamespace(
             weight_bits=16, activation_bits=16, mfma={"gfx942": mfma(16), "gfx950": mfma(32)}
