@@ -1,24 +1,20 @@
 """A template change moves an ISA counter: one variant compiled (gfx942, production shape)
-from a copy of the templates, before and after an edit that adds a weight load and an MFMA to
-every K step; the counters (and the floors verify holds the variant to) follow."""
+from a copy of the templates, before and after an edit that waits for the prefetched K tile
+inside the loop; the counters (and the floors verify holds the variant to) follow."""
 
 from __future__ import annotations
 
-import re
 
 from moegen.cli.main import main as moegen_main
 from moegen.spec.expand import enumerate_variants
 from moegen.verify import plan, run
 
 VARIANT = "moe_s1_bf16_per_expert_k1"
-# The stage-1 K step's last MFMA; the edit appends one more weight load (the next weight row,
-# so no other load of the lane reads the same address) and an MFMA that consumes it.
-ANCHOR = "                up = mfma_tiles(mfma, a, b_up, up, N_SUBTILES)\n"
-EXTRA = (
-    "                b_more = [load_operand(w_rsrc, off + (k + model_dim) * WEIGHT_BYTES, mfma, "
-    "WEIGHT_BITS) for off in up_offsets]\n"
-    "                up = mfma_tiles(mfma, a, b_more, up, N_SUBTILES)\n"
-)
+# The K loop (templates/flydsl/_common.j2, k_loop) issues tile kt + 1's weight loads before
+# tile kt's MFMAs. The edit waits for them right there (s_waitcnt 0: every counter drained), the
+# load-wait-compute loop the prefetch replaced.
+ANCHOR = "            b_next = load_b_tile(w_rsrc, b_bases, kt + 1)\n"
+DRAIN = "            rocdl.s_waitcnt(0)\n"
 
 
 def measure(project) -> plan.Outcome:
@@ -30,28 +26,18 @@ def measure(project) -> plan.Outcome:
     return run.run_check(check, cache=None)
 
 
-def test_an_extra_weight_load_per_k_step_moves_the_counters(project_copy):
-    spec = project_copy / "variants.yaml"
-    text = spec.read_text()
-    # a floor the current kernel misses (0.67 MFMA per load) and the edited one meets (0.75)
-    text = re.sub(r"^  floors: .*\n", "", text, count=1, flags=re.M)  # the shipped defaults'
-    spec.write_text(text.replace("defaults:\n", "defaults:\n  floors: {mfma_per_load: 0.7}\n", 1))
+def test_a_wait_for_the_prefetched_tile_moves_the_counters(project_copy):
     before = measure(project_copy)
-    assert any("mfma_per_load = 0.67 misses its floor" in p for p in before.problems)
+    assert before.ok, before.problems  # the shipped floors: no drain in the loop, 6 KiB in flight
 
-    template = project_copy / "templates" / "flydsl" / "moe_stage1.py.j2"
+    template = project_copy / "templates" / "flydsl" / "_common.j2"
     source = template.read_text()
-    assert source.count(ANCHOR) == 1, "the stage-1 K step changed: update ANCHOR/EXTRA"
-    template.write_text(source.replace(ANCHOR, ANCHOR + EXTRA))
+    assert source.count(ANCHOR) == 1, "the K loop changed: update ANCHOR"
+    template.write_text(source.replace(ANCHOR, ANCHOR + DRAIN))
     after = measure(project_copy)
-    assert after.ok, after.problems
 
     (old,), (new,) = before.counters, after.counters
-    # LLVM unrolls the edited loop differently (per-pass counts are not comparable), so the
-    # assertions are on ratios the edit fixes: a K step goes from 3 loads (x, gate, up) and
-    # 2 MFMAs to 4 loads (3 of the weight) and 3 MFMAs
-    assert old.loop.mfma_per_load == 2 / 3 and new.loop.mfma_per_load == 3 / 4
-    assert old.loop.weight_loads / old.loop.loads == 2 / 3
-    assert new.loop.weight_loads / new.loop.loads == 3 / 4
-    # more independent loads per step: more bytes in flight at the waits
-    assert new.loop.kib_in_flight_mean > old.loop.kib_in_flight_mean
+    assert old.loop.drains == 0 and new.loop.drains > 0
+    # and verify holds the edited kernel to the shipped floor
+    assert not after.ok
+    assert any(f"drains_in_loop = {new.loop.drains} misses its floor" in p for p in after.problems)
