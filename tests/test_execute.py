@@ -168,13 +168,16 @@ def test_unavailable_rocm_executor_gives_its_reason():
         execute.unavailable_reason("cuda")
 
 
-def _big_whole_tensor_operands() -> tuple:
-    """Seed shapes at inter=1408: W1 spans 4.13 GiB (lazy torch.empty, never touched)."""
+def _big_whole_tensor_operands(tile_m: int) -> tuple:
+    """Seed shapes at inter=1408: W1 spans 4.13 GiB (lazy torch.empty, never touched).
+
+    Sorted at the kernel's own block size, so the only problem `prepare` can find is the
+    address guard's."""
     e, d, inter, tokens, topk = 128, 6144, 1408, 16, 4
     ids, weights = routing.route_to_experts(tokens, topk, [127, 126, 125, 124])
     x = torch.empty(tokens, d, dtype=torch.bfloat16)
     w1 = torch.empty(e, 2 * inter, d, dtype=torch.bfloat16)
-    return x, w1, *routing.moe_sorting(ids, weights, e, 16)
+    return x, w1, *routing.moe_sorting(ids, weights, e, tile_m)
 
 
 def test_guard_refusal_raises_before_compile_or_launch(monkeypatch):
@@ -185,12 +188,12 @@ def test_guard_refusal_raises_before_compile_or_launch(monkeypatch):
     monkeypatch.setattr(Emulator, "launch", forbidden)
     module = execute.load_module(GENERATED / "moe_s1_bf16_whole_tensor_k1.py")
     with pytest.raises(ValueError, match="moe_s1_bf16_per_expert_k1"):
-        execute.run(module.prepare(*_big_whole_tensor_operands(), topk=4), "emulator")
+        execute.run(module.prepare(*_big_whole_tensor_operands(module.TILE_M), topk=4), "emulator")
     with launch.unsafe_skip_address_guards():
-        plan = module.prepare(*_big_whole_tensor_operands(), topk=4)
+        plan = module.prepare(*_big_whole_tensor_operands(module.TILE_M), topk=4)
     assert len(plan.kernels) == 1
     with pytest.raises(ValueError, match="2\\*\\*32"):  # the bypass ends with its block
-        module.prepare(*_big_whole_tensor_operands(), topk=4)
+        module.prepare(*_big_whole_tensor_operands(module.TILE_M), topk=4)
 
 
 def _cli(argv: list[str]) -> int:
