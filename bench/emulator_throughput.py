@@ -1,6 +1,6 @@
 """Emulator throughput on a small grouped GEMM: wave-MFMAs per second and bytes moved per second.
 
-The GEMM is generated stage 1 (moe_s1_bf16_per_expert_k1: gate/up projection + SiLU) at
+The GEMM is generated stage 1 (moe_s1_bf16_per_expert: gate/up projection + SiLU) at
 E=4, model_dim=512, inter=256, 64 tokens, topk 2, on gfx942 (16x16x16 MFMA) and gfx950
 (16x16x32). The compile is cached beforehand and not timed; the reported numbers cover one
 full-grid launch (moegen.emulator.measure).
@@ -16,7 +16,7 @@ from moegen.harness import execute
 from moegen.emulator import Emulator, measure
 
 ROOT = Path(__file__).resolve().parents[1]
-VARIANT = "moe_s1_bf16_per_expert_k1"
+VARIANT = "moe_s1_bf16_per_expert"
 SHAPE = dict(experts=4, model_dim=512, inter=256, tokens=64, topk=2)
 
 

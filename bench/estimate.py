@@ -251,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument(
         "--stage1",
-        default="moe_s1_bf16_per_expert_k1",
+        default="moe_s1_bf16_per_expert",
         metavar="VARIANT",
         help="a stage-1 variant; each token count uses the tile of its family that "
         "auto-dispatch picks (variants.yaml max_tokens)",

@@ -30,9 +30,9 @@ SEED = dict(experts=128, model_dim=6144, tokens=16, topk=4, route="highest", laz
 ARCH = "gfx942"  # MI300X, where the seed measured its table
 INTERS = (1280, 1408, 3072)
 VARIANTS = tuple(
-    f"moe_s1_bf16_{addressing}_k{k}"
+    f"moe_s1_bf16_{addressing}{split}"
     for addressing in ("per_expert", "whole_tensor")
-    for k in (1, 2)
+    for split in ("", "_splitk2")
 )
 W1_BYTES_PER_INTER = 128 * 2 * 6144 * 2
 

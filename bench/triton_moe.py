@@ -53,7 +53,7 @@ def modules(dtype: str) -> dict[tuple[int, int, str], object]:
         (2, 1, "whole_tensor"),
         (2, 1, "per_expert"),
     ):
-        suffix = f"_k{split_k}" if stage == 1 else ""
+        suffix = f"_splitk{split_k}" if split_k != 1 else ""
         name = f"generated.triton.moe_s{stage}_{dtype}_{addr}{suffix}_triton"
         out[(stage, split_k, addr)] = importlib.import_module(name)
     return out

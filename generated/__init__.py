@@ -20,52 +20,52 @@ from moegen.runtime.dispatch import NoAddressableVariant, RegisteredVariant, pro
 __all__ = ["VARIANTS", "NoAddressableVariant", "auto_stage1", "auto_stage2", "select_variant"]
 
 # Tiles per regime (variants.yaml `tile:` lists): the tile auto-dispatch uses by token count.
-#   moe_s1_bf16_per_expert_k1                tile 32x64x128  tokens 1-512
-#   moe_s1_bf16_per_expert_k1_t128x64x64     tile 128x64x64  tokens 513+
-#   moe_s1_bf16_per_expert_k2                tile 32x64x128  tokens 1-512
-#   moe_s1_bf16_per_expert_k2_t128x64x64     tile 128x64x64  tokens 513+
+#   moe_s1_bf16_per_expert                   tile 32x64x128  tokens 1-512
+#   moe_s1_bf16_per_expert_t128x64x64        tile 128x64x64  tokens 513+
+#   moe_s1_bf16_per_expert_splitk2           tile 32x64x128  tokens 1-512
+#   moe_s1_bf16_per_expert_splitk2_t128x64x64 tile 128x64x64  tokens 513+
 #   moe_s2_bf16_per_expert_out_bfloat16_reduce tile 32x64x128  tokens 1+
 #   moe_s2_bf16_per_expert                   tile 32x64x128  tokens 1-512
 #   moe_s2_bf16_per_expert_t128x64x64        tile 128x64x64  tokens 513+
 #   moe_s2_bf16_per_expert_out_bfloat16      tile 32x64x128  tokens 1+
-#   moe_s1_bf16_whole_tensor_k1              tile 32x64x128  tokens 1-512
-#   moe_s1_bf16_whole_tensor_k1_t128x64x64   tile 128x64x64  tokens 513+
-#   moe_s1_bf16_whole_tensor_k2              tile 32x64x128  tokens 1-512
-#   moe_s1_bf16_whole_tensor_k2_t128x64x64   tile 128x64x64  tokens 513+
+#   moe_s1_bf16_whole_tensor                 tile 32x64x128  tokens 1-512
+#   moe_s1_bf16_whole_tensor_t128x64x64      tile 128x64x64  tokens 513+
+#   moe_s1_bf16_whole_tensor_splitk2         tile 32x64x128  tokens 1-512
+#   moe_s1_bf16_whole_tensor_splitk2_t128x64x64 tile 128x64x64  tokens 513+
 #   moe_s2_bf16_whole_tensor_out_bfloat16_reduce tile 32x64x128  tokens 1+
 #   moe_s2_bf16_whole_tensor                 tile 32x64x128  tokens 1-512
 #   moe_s2_bf16_whole_tensor_t128x64x64      tile 128x64x64  tokens 513+
 #   moe_s2_bf16_whole_tensor_out_bfloat16    tile 32x64x128  tokens 1+
-#   moe_s1_fp16_per_expert_k1                tile 32x64x128  tokens 1-512
-#   moe_s1_fp16_per_expert_k1_t128x64x64     tile 128x64x64  tokens 513+
-#   moe_s1_fp16_per_expert_k2                tile 32x64x128  tokens 1-512
-#   moe_s1_fp16_per_expert_k2_t128x64x64     tile 128x64x64  tokens 513+
+#   moe_s1_fp16_per_expert                   tile 32x64x128  tokens 1-512
+#   moe_s1_fp16_per_expert_t128x64x64        tile 128x64x64  tokens 513+
+#   moe_s1_fp16_per_expert_splitk2           tile 32x64x128  tokens 1-512
+#   moe_s1_fp16_per_expert_splitk2_t128x64x64 tile 128x64x64  tokens 513+
 #   moe_s2_fp16_per_expert_out_float16       tile 32x64x128  tokens 1+
 #   moe_s2_fp16_per_expert                   tile 32x64x128  tokens 1-512
 #   moe_s2_fp16_per_expert_t128x64x64        tile 128x64x64  tokens 513+
-#   moe_s1_fp16_whole_tensor_k1              tile 32x64x128  tokens 1-512
-#   moe_s1_fp16_whole_tensor_k1_t128x64x64   tile 128x64x64  tokens 513+
-#   moe_s1_fp16_whole_tensor_k2              tile 32x64x128  tokens 1-512
-#   moe_s1_fp16_whole_tensor_k2_t128x64x64   tile 128x64x64  tokens 513+
+#   moe_s1_fp16_whole_tensor                 tile 32x64x128  tokens 1-512
+#   moe_s1_fp16_whole_tensor_t128x64x64      tile 128x64x64  tokens 513+
+#   moe_s1_fp16_whole_tensor_splitk2         tile 32x64x128  tokens 1-512
+#   moe_s1_fp16_whole_tensor_splitk2_t128x64x64 tile 128x64x64  tokens 513+
 #   moe_s2_fp16_whole_tensor_out_float16     tile 32x64x128  tokens 1+
 #   moe_s2_fp16_whole_tensor                 tile 32x64x128  tokens 1-512
 #   moe_s2_fp16_whole_tensor_t128x64x64      tile 128x64x64  tokens 513+
-#   moe_s1_bf16_per_expert_k1_triton         tile 32x64x128  tokens 1+
-#   moe_s1_bf16_per_expert_k2_triton         tile 32x64x128  tokens 1+
+#   moe_s1_bf16_per_expert_triton            tile 32x64x128  tokens 1+
+#   moe_s1_bf16_per_expert_splitk2_triton    tile 32x64x128  tokens 1+
 #   moe_s2_bf16_per_expert_triton            tile 32x64x128  tokens 1+
-#   moe_s1_bf16_whole_tensor_k1_triton       tile 32x64x128  tokens 1+
-#   moe_s1_bf16_whole_tensor_k2_triton       tile 32x64x128  tokens 1+
+#   moe_s1_bf16_whole_tensor_triton          tile 32x64x128  tokens 1+
+#   moe_s1_bf16_whole_tensor_splitk2_triton  tile 32x64x128  tokens 1+
 #   moe_s2_bf16_whole_tensor_triton          tile 32x64x128  tokens 1+
-#   moe_s1_fp16_per_expert_k1_triton         tile 32x64x128  tokens 1+
-#   moe_s1_fp16_per_expert_k2_triton         tile 32x64x128  tokens 1+
+#   moe_s1_fp16_per_expert_triton            tile 32x64x128  tokens 1+
+#   moe_s1_fp16_per_expert_splitk2_triton    tile 32x64x128  tokens 1+
 #   moe_s2_fp16_per_expert_triton            tile 32x64x128  tokens 1+
-#   moe_s1_fp16_whole_tensor_k1_triton       tile 32x64x128  tokens 1+
-#   moe_s1_fp16_whole_tensor_k2_triton       tile 32x64x128  tokens 1+
+#   moe_s1_fp16_whole_tensor_triton          tile 32x64x128  tokens 1+
+#   moe_s1_fp16_whole_tensor_splitk2_triton  tile 32x64x128  tokens 1+
 #   moe_s2_fp16_whole_tensor_triton          tile 32x64x128  tokens 1+
 VARIANTS = (
     RegisteredVariant(
-        name="moe_s1_bf16_per_expert_k1",
-        module="generated.flydsl.moe_s1_bf16_per_expert_k1",
+        name="moe_s1_bf16_per_expert",
+        module="generated.flydsl.moe_s1_bf16_per_expert",
         dtype="bf16",
         stage=1,
         split_k=1,
@@ -78,37 +78,8 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
-        name="moe_s1_bf16_per_expert_k1_t128x64x64",
-        module="generated.flydsl.moe_s1_bf16_per_expert_k1_t128x64x64",
-        dtype="bf16",
-        stage=1,
-        split_k=1,
-        addressing="per_expert",
-        preferred=False,
-        min_tokens=513,
-        max_tokens=None,
-        out_dtype="bfloat16",
-        accumulate="atomic",
-        archs=("gfx942", "gfx950"),
-    ),
-    RegisteredVariant(
-        name="moe_s1_bf16_per_expert_k1_triton",
-        module="generated.triton.moe_s1_bf16_per_expert_k1_triton",
-        dtype="bf16",
-        stage=1,
-        split_k=1,
-        addressing="per_expert",
-        preferred=False,
-        min_tokens=1,
-        max_tokens=None,
-        out_dtype="bfloat16",
-        accumulate="atomic",
-        archs=("sm90", "gfx942", "gfx950"),
-        backend="triton",
-    ),
-    RegisteredVariant(
-        name="moe_s1_bf16_per_expert_k2",
-        module="generated.flydsl.moe_s1_bf16_per_expert_k2",
+        name="moe_s1_bf16_per_expert_splitk2",
+        module="generated.flydsl.moe_s1_bf16_per_expert_splitk2",
         dtype="bf16",
         stage=1,
         split_k=2,
@@ -121,8 +92,8 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
-        name="moe_s1_bf16_per_expert_k2_t128x64x64",
-        module="generated.flydsl.moe_s1_bf16_per_expert_k2_t128x64x64",
+        name="moe_s1_bf16_per_expert_splitk2_t128x64x64",
+        module="generated.flydsl.moe_s1_bf16_per_expert_splitk2_t128x64x64",
         dtype="bf16",
         stage=1,
         split_k=2,
@@ -135,8 +106,8 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
-        name="moe_s1_bf16_per_expert_k2_triton",
-        module="generated.triton.moe_s1_bf16_per_expert_k2_triton",
+        name="moe_s1_bf16_per_expert_splitk2_triton",
+        module="generated.triton.moe_s1_bf16_per_expert_splitk2_triton",
         dtype="bf16",
         stage=1,
         split_k=2,
@@ -150,8 +121,37 @@ VARIANTS = (
         backend="triton",
     ),
     RegisteredVariant(
-        name="moe_s1_bf16_whole_tensor_k1",
-        module="generated.flydsl.moe_s1_bf16_whole_tensor_k1",
+        name="moe_s1_bf16_per_expert_t128x64x64",
+        module="generated.flydsl.moe_s1_bf16_per_expert_t128x64x64",
+        dtype="bf16",
+        stage=1,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_bf16_per_expert_triton",
+        module="generated.triton.moe_s1_bf16_per_expert_triton",
+        dtype="bf16",
+        stage=1,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
+    ),
+    RegisteredVariant(
+        name="moe_s1_bf16_whole_tensor",
+        module="generated.flydsl.moe_s1_bf16_whole_tensor",
         dtype="bf16",
         stage=1,
         split_k=1,
@@ -164,8 +164,51 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
-        name="moe_s1_bf16_whole_tensor_k1_t128x64x64",
-        module="generated.flydsl.moe_s1_bf16_whole_tensor_k1_t128x64x64",
+        name="moe_s1_bf16_whole_tensor_splitk2",
+        module="generated.flydsl.moe_s1_bf16_whole_tensor_splitk2",
+        dtype="bf16",
+        stage=1,
+        split_k=2,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_bf16_whole_tensor_splitk2_t128x64x64",
+        module="generated.flydsl.moe_s1_bf16_whole_tensor_splitk2_t128x64x64",
+        dtype="bf16",
+        stage=1,
+        split_k=2,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_bf16_whole_tensor_splitk2_triton",
+        module="generated.triton.moe_s1_bf16_whole_tensor_splitk2_triton",
+        dtype="bf16",
+        stage=1,
+        split_k=2,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
+    ),
+    RegisteredVariant(
+        name="moe_s1_bf16_whole_tensor_t128x64x64",
+        module="generated.flydsl.moe_s1_bf16_whole_tensor_t128x64x64",
         dtype="bf16",
         stage=1,
         split_k=1,
@@ -178,8 +221,8 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
-        name="moe_s1_bf16_whole_tensor_k1_triton",
-        module="generated.triton.moe_s1_bf16_whole_tensor_k1_triton",
+        name="moe_s1_bf16_whole_tensor_triton",
+        module="generated.triton.moe_s1_bf16_whole_tensor_triton",
         dtype="bf16",
         stage=1,
         split_k=1,
@@ -193,51 +236,8 @@ VARIANTS = (
         backend="triton",
     ),
     RegisteredVariant(
-        name="moe_s1_bf16_whole_tensor_k2",
-        module="generated.flydsl.moe_s1_bf16_whole_tensor_k2",
-        dtype="bf16",
-        stage=1,
-        split_k=2,
-        addressing="whole_tensor",
-        preferred=True,
-        min_tokens=1,
-        max_tokens=512,
-        out_dtype="bfloat16",
-        accumulate="atomic",
-        archs=("gfx942", "gfx950"),
-    ),
-    RegisteredVariant(
-        name="moe_s1_bf16_whole_tensor_k2_t128x64x64",
-        module="generated.flydsl.moe_s1_bf16_whole_tensor_k2_t128x64x64",
-        dtype="bf16",
-        stage=1,
-        split_k=2,
-        addressing="whole_tensor",
-        preferred=True,
-        min_tokens=513,
-        max_tokens=None,
-        out_dtype="bfloat16",
-        accumulate="atomic",
-        archs=("gfx942", "gfx950"),
-    ),
-    RegisteredVariant(
-        name="moe_s1_bf16_whole_tensor_k2_triton",
-        module="generated.triton.moe_s1_bf16_whole_tensor_k2_triton",
-        dtype="bf16",
-        stage=1,
-        split_k=2,
-        addressing="whole_tensor",
-        preferred=True,
-        min_tokens=1,
-        max_tokens=None,
-        out_dtype="bfloat16",
-        accumulate="atomic",
-        archs=("sm90", "gfx942", "gfx950"),
-        backend="triton",
-    ),
-    RegisteredVariant(
-        name="moe_s1_fp16_per_expert_k1",
-        module="generated.flydsl.moe_s1_fp16_per_expert_k1",
+        name="moe_s1_fp16_per_expert",
+        module="generated.flydsl.moe_s1_fp16_per_expert",
         dtype="fp16",
         stage=1,
         split_k=1,
@@ -250,37 +250,8 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
-        name="moe_s1_fp16_per_expert_k1_t128x64x64",
-        module="generated.flydsl.moe_s1_fp16_per_expert_k1_t128x64x64",
-        dtype="fp16",
-        stage=1,
-        split_k=1,
-        addressing="per_expert",
-        preferred=False,
-        min_tokens=513,
-        max_tokens=None,
-        out_dtype="float16",
-        accumulate="atomic",
-        archs=("gfx942", "gfx950"),
-    ),
-    RegisteredVariant(
-        name="moe_s1_fp16_per_expert_k1_triton",
-        module="generated.triton.moe_s1_fp16_per_expert_k1_triton",
-        dtype="fp16",
-        stage=1,
-        split_k=1,
-        addressing="per_expert",
-        preferred=False,
-        min_tokens=1,
-        max_tokens=None,
-        out_dtype="float16",
-        accumulate="atomic",
-        archs=("sm90", "gfx942", "gfx950"),
-        backend="triton",
-    ),
-    RegisteredVariant(
-        name="moe_s1_fp16_per_expert_k2",
-        module="generated.flydsl.moe_s1_fp16_per_expert_k2",
+        name="moe_s1_fp16_per_expert_splitk2",
+        module="generated.flydsl.moe_s1_fp16_per_expert_splitk2",
         dtype="fp16",
         stage=1,
         split_k=2,
@@ -293,8 +264,8 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
-        name="moe_s1_fp16_per_expert_k2_t128x64x64",
-        module="generated.flydsl.moe_s1_fp16_per_expert_k2_t128x64x64",
+        name="moe_s1_fp16_per_expert_splitk2_t128x64x64",
+        module="generated.flydsl.moe_s1_fp16_per_expert_splitk2_t128x64x64",
         dtype="fp16",
         stage=1,
         split_k=2,
@@ -307,8 +278,8 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
-        name="moe_s1_fp16_per_expert_k2_triton",
-        module="generated.triton.moe_s1_fp16_per_expert_k2_triton",
+        name="moe_s1_fp16_per_expert_splitk2_triton",
+        module="generated.triton.moe_s1_fp16_per_expert_splitk2_triton",
         dtype="fp16",
         stage=1,
         split_k=2,
@@ -322,8 +293,37 @@ VARIANTS = (
         backend="triton",
     ),
     RegisteredVariant(
-        name="moe_s1_fp16_whole_tensor_k1",
-        module="generated.flydsl.moe_s1_fp16_whole_tensor_k1",
+        name="moe_s1_fp16_per_expert_t128x64x64",
+        module="generated.flydsl.moe_s1_fp16_per_expert_t128x64x64",
+        dtype="fp16",
+        stage=1,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_fp16_per_expert_triton",
+        module="generated.triton.moe_s1_fp16_per_expert_triton",
+        dtype="fp16",
+        stage=1,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
+    ),
+    RegisteredVariant(
+        name="moe_s1_fp16_whole_tensor",
+        module="generated.flydsl.moe_s1_fp16_whole_tensor",
         dtype="fp16",
         stage=1,
         split_k=1,
@@ -336,11 +336,25 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
-        name="moe_s1_fp16_whole_tensor_k1_t128x64x64",
-        module="generated.flydsl.moe_s1_fp16_whole_tensor_k1_t128x64x64",
+        name="moe_s1_fp16_whole_tensor_splitk2",
+        module="generated.flydsl.moe_s1_fp16_whole_tensor_splitk2",
         dtype="fp16",
         stage=1,
-        split_k=1,
+        split_k=2,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="float16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_fp16_whole_tensor_splitk2_t128x64x64",
+        module="generated.flydsl.moe_s1_fp16_whole_tensor_splitk2_t128x64x64",
+        dtype="fp16",
+        stage=1,
+        split_k=2,
         addressing="whole_tensor",
         preferred=True,
         min_tokens=513,
@@ -350,11 +364,11 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
-        name="moe_s1_fp16_whole_tensor_k1_triton",
-        module="generated.triton.moe_s1_fp16_whole_tensor_k1_triton",
+        name="moe_s1_fp16_whole_tensor_splitk2_triton",
+        module="generated.triton.moe_s1_fp16_whole_tensor_splitk2_triton",
         dtype="fp16",
         stage=1,
-        split_k=1,
+        split_k=2,
         addressing="whole_tensor",
         preferred=True,
         min_tokens=1,
@@ -365,25 +379,11 @@ VARIANTS = (
         backend="triton",
     ),
     RegisteredVariant(
-        name="moe_s1_fp16_whole_tensor_k2",
-        module="generated.flydsl.moe_s1_fp16_whole_tensor_k2",
+        name="moe_s1_fp16_whole_tensor_t128x64x64",
+        module="generated.flydsl.moe_s1_fp16_whole_tensor_t128x64x64",
         dtype="fp16",
         stage=1,
-        split_k=2,
-        addressing="whole_tensor",
-        preferred=True,
-        min_tokens=1,
-        max_tokens=512,
-        out_dtype="float16",
-        accumulate="atomic",
-        archs=("gfx942", "gfx950"),
-    ),
-    RegisteredVariant(
-        name="moe_s1_fp16_whole_tensor_k2_t128x64x64",
-        module="generated.flydsl.moe_s1_fp16_whole_tensor_k2_t128x64x64",
-        dtype="fp16",
-        stage=1,
-        split_k=2,
+        split_k=1,
         addressing="whole_tensor",
         preferred=True,
         min_tokens=513,
@@ -393,11 +393,11 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
-        name="moe_s1_fp16_whole_tensor_k2_triton",
-        module="generated.triton.moe_s1_fp16_whole_tensor_k2_triton",
+        name="moe_s1_fp16_whole_tensor_triton",
+        module="generated.triton.moe_s1_fp16_whole_tensor_triton",
         dtype="fp16",
         stage=1,
-        split_k=2,
+        split_k=1,
         addressing="whole_tensor",
         preferred=True,
         min_tokens=1,

@@ -11,7 +11,7 @@ GIB = 2**30
 
 def variant(stage=1, addressing="whole_tensor", bits=16, split_k=1, **kw):
     v = {
-        "name": f"moe_s{stage}_x_{addressing}" + (f"_k{split_k}" if stage == 1 else ""),
+        "name": f"moe_s{stage}_x_{addressing}" + (f"_splitk{split_k}" if split_k != 1 else ""),
         "stage": stage,
         "dtype": "x",
         "addressing": addressing,
@@ -103,7 +103,7 @@ def test_check_messages_name_tensor_bytes_limit_and_alternative():
     assert len(msgs) == 1
     m = msgs[0]
     assert "w1" in m and "9,663,676,416 bytes" in m and "4,294,967,296" in m
-    assert "moe_s1_x_per_expert_k1" in m
+    assert "moe_s1_x_per_expert" in m
 
 
 def test_sweep_points_straddle_the_line():

@@ -52,7 +52,7 @@ def test_guard_message_meets_only_the_guard():
     """guard_message puts every operand, routing included, on the meta device: the refusal
     holds the guard's one problem, not also a stray "all operands must be on one device"
     (which would refuse any shape, so a test of the guard could pass without it)."""
-    from generated.flydsl import moe_s1_bf16_whole_tensor_k1 as kernel
+    from generated.flydsl import moe_s1_bf16_whole_tensor as kernel
 
     (case,) = boundary.cases([("above", 1408, 128, 4, "prefill")], addressable=False)
     message = boundary.guard_message(kernel, case, model_dim=6144, arch="gfx942")

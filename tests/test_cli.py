@@ -38,9 +38,9 @@ def test_list_and_render_share_one_enumeration(mini, capsys):
     assert main(["list", "--format", "json", "-k", "*per_expert*"]) == 0
     rows = json.loads(capsys.readouterr().out)
     assert {r["name"] for r in rows} == {
-        "moe_s1_bf16_per_expert_k1",
-        "moe_s1_bf16_per_expert_k2",
-        "moe_s1_bf16_per_expert_k2_t32x64x64",
+        "moe_s1_bf16_per_expert",
+        "moe_s1_bf16_per_expert_splitk2",
+        "moe_s1_bf16_per_expert_splitk2_t32x64x64",
         "moe_s2_bf16_per_expert",
     }
     assert main(["render", "-k", "*per_expert*"]) == 0
@@ -85,15 +85,19 @@ def test_shipped_project_render_then_check_then_edit(project_copy):
     touched = set(re.findall(r"^(?:---|\+\+\+) [ab]/generated/(\S+)", proc.stdout, re.M))
     # Each variant has a module and a boundary test; the registry and MANIFEST list them all.
     # Each new variant comes in every tile the block lists (tiles per regime).
-    base = "moe_s1_bf16_per_expert_k1"
-    tiles = {n[len(base) :] for n in names if n.startswith(base) and not n.endswith("_triton")}
+    base = "moe_s1_bf16_per_expert"
+    tiles = {
+        n[len(base) :]
+        for n in names
+        if n.startswith(base) and not n.endswith("_triton") and "_splitk" not in n
+    }
     assert "" in tiles and len(tiles) >= 2, tiles
     expected = {"MANIFEST", "__init__.py"}
     for dt in ("bf16", "fp16"):
-        for k in ("k1", "k2"):
+        for k in ("", "_splitk2"):
             for t in tiles:
-                expected.add(f"flydsl/moe_s1_{dt}_per_expert_{k}{t}_w.py")
-                expected.add(f"tests/test_moe_s1_{dt}_per_expert_{k}{t}_w.py")
+                expected.add(f"flydsl/moe_s1_{dt}_per_expert{k}{t}_w.py")
+                expected.add(f"tests/test_moe_s1_{dt}_per_expert{k}{t}_w.py")
     assert touched == expected
     assert "moegen render" in proc.stderr
 
@@ -104,7 +108,7 @@ def test_python_dash_m_entry_point(mini):
 
 
 def test_boundary_prints_spans_line_and_sweep(project_copy):
-    proc = run("boundary", "moe_s1_bf16_whole_tensor_k1", cwd=project_copy)
+    proc = run("boundary", "moe_s1_bf16_whole_tensor", cwd=project_copy)
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
     assert "w1                 128x6144x6144  whole tensor         9,663,676,416" in out
@@ -112,7 +116,7 @@ def test_boundary_prints_spans_line_and_sweep(project_copy):
     assert "inter=1344-decode" in out and "inter=1408-decode" in out
     assert (
         run(
-            "boundary", "moe_s1_bf16_whole_tensor_k1", "--experts", "8", cwd=project_copy
+            "boundary", "moe_s1_bf16_whole_tensor", "--experts", "8", cwd=project_copy
         ).stdout.count("first inter that cannot be addressed (decode): 21846")
         == 1
     )

@@ -18,7 +18,7 @@ from moegen.backends.flydsl.compile import (
 
 KERNELS = Path(__file__).parent / "kernels" / "expert_gemm.py"
 ROOT = Path(__file__).resolve().parents[1]
-GENERATED_MODULE = ROOT / "generated" / "flydsl" / "moe_s1_bf16_per_expert_k1.py"
+GENERATED_MODULE = ROOT / "generated" / "flydsl" / "moe_s1_bf16_per_expert.py"
 REQUIRED = ("buffer_load", "v_mfma")
 
 

@@ -36,11 +36,15 @@ def counters(vgpr: int = 20, kib: float = 1.0, with_loop: bool = True) -> Kernel
     return KernelCounters("k_0", loop(kib) if with_loop else None, vgpr, 0, 24, 0, 0, 8)
 
 
+# stage 1, bf16, split-K 1, the decode tile: one variant per addressing mode
+PAIR = ["-k", "moe_s1_bf16_per_expert", "-k", "moe_s1_bf16_whole_tensor"]
+
+
 @pytest.fixture
 def fake_verify(project_copy, monkeypatch):
     """`moegen verify` over the real spec with compiles replaced: every check measures
     MEASURED[variant] (default: `counters()`), so the table logic runs without a compiler."""
-    assert moegen_main(["render", "-k", "moe_s1_bf16_*_k1"]) == 0
+    assert moegen_main(["render", *PAIR]) == 0
     measured: dict[str, KernelCounters | None] = {}
 
     def run_checks(checks, jobs, on_done, cache=None):
@@ -58,7 +62,7 @@ def fake_verify(project_copy, monkeypatch):
     return measured
 
 
-SELECT = ["-k", "moe_s1_bf16_*_k1", "--arch", "gfx942"]
+SELECT = [*PAIR, "--arch", "gfx942"]
 
 
 def test_verify_fails_with_a_diff_until_the_table_is_written(fake_verify, project_copy, capsys):
@@ -66,10 +70,10 @@ def test_verify_fails_with_a_diff_until_the_table_is_written(fake_verify, projec
     assert verify_cli.main(SELECT) == 1
     out, err = capsys.readouterr()
     assert "+++ b/generated/ISA_COUNTERS.md" in out
-    (v,) = enumerate_variants(ROOT / "variants.yaml", ["moe_s1_bf16_per_expert_k1"])
+    (v,) = enumerate_variants(ROOT / "variants.yaml", ["moe_s1_bf16_per_expert"])
     tile = f"{v.tile_m}x{v.tile_n}x{v.tile_k}"
-    assert f"| moe_s1_bf16_per_expert_k1 | production | gfx942 | {tile} | 36 dwordx2 |" in out
-    refresh = "`moegen verify --write-counters -k 'moe_s1_bf16_*_k1' --arch gfx942`"
+    assert f"| moe_s1_bf16_per_expert | production | gfx942 | {tile} | 36 dwordx2 |" in out
+    refresh = f"`moegen verify --write-counters {' '.join(PAIR)} --arch gfx942`"
     assert refresh in err and not table.exists()
 
     assert verify_cli.main([*SELECT, "--write-counters"]) == 0
@@ -77,19 +81,19 @@ def test_verify_fails_with_a_diff_until_the_table_is_written(fake_verify, projec
     # whole_tensor is compiled with the experts its launcher admits: production[E=56]
     assert {(v, s.split("[")[0], a) for v, s, a in rows} == {
         (v, s, "gfx942")
-        for v in ("moe_s1_bf16_per_expert_k1", "moe_s1_bf16_whole_tensor_k1")
+        for v in ("moe_s1_bf16_per_expert", "moe_s1_bf16_whole_tensor")
         for s in ("small", "production")
     }
     assert verify_cli.main(SELECT) == 0
 
     # a template change that moves a counter: the table is stale, the diff shows the row
-    fake_verify["moe_s1_bf16_whole_tensor_k1"] = counters(vgpr=84, kib=6.5)
+    fake_verify["moe_s1_bf16_whole_tensor"] = counters(vgpr=84, kib=6.5)
     capsys.readouterr()
     assert verify_cli.main(SELECT) == 1
     out = capsys.readouterr().out
     changed = [line for line in out.splitlines() if line.startswith(("-|", "+|"))]
     assert len(changed) == 4  # the two shapes of the one variant, old and new
-    assert all("moe_s1_bf16_whole_tensor_k1" in line for line in changed)
+    assert all("moe_s1_bf16_whole_tensor" in line for line in changed)
     assert any(line.startswith("+|") and "| 6.5 |" in line and "| 84 |" in line for line in changed)
 
 
@@ -97,19 +101,19 @@ def test_a_narrowed_run_checks_and_writes_only_its_rows(fake_verify, project_cop
     table = project_copy / "generated" / TABLE_NAME
     assert verify_cli.main([*SELECT, "--write-counters"]) == 0
     before = parse(table.read_text())
-    fake_verify["moe_s1_bf16_whole_tensor_k1"] = counters(kib=3.0)
+    fake_verify["moe_s1_bf16_whole_tensor"] = counters(kib=3.0)
     # the other variant's rows are not measured by this run: not checked, not dropped
-    assert verify_cli.main(["-k", "moe_s1_bf16_per_expert_k1", "--arch", "gfx942"]) == 0
+    assert verify_cli.main(["-k", "moe_s1_bf16_per_expert", "--arch", "gfx942"]) == 0
     assert (
         verify_cli.main(
-            ["-k", "moe_s1_bf16_whole_tensor_k1", "--arch", "gfx942", "--shape", "small"]
+            ["-k", "moe_s1_bf16_whole_tensor", "--arch", "gfx942", "--shape", "small"]
         )
         == 1
     )
     capsys.readouterr()
     argv = [
         "-k",
-        "moe_s1_bf16_whole_tensor_k1",
+        "moe_s1_bf16_whole_tensor",
         "--arch",
         "gfx942",
         "--shape",
@@ -120,7 +124,7 @@ def test_a_narrowed_run_checks_and_writes_only_its_rows(fake_verify, project_cop
     after = parse(table.read_text())
     assert set(after) == set(before)
     changed = {key for key in after if after[key] != before[key]}
-    assert changed == {("moe_s1_bf16_whole_tensor_k1", "small", "gfx942")}
+    assert changed == {("moe_s1_bf16_whole_tensor", "small", "gfx942")}
 
 
 def test_a_whole_run_drops_rows_of_variants_that_are_gone(fake_verify, project_copy, capsys):
@@ -139,7 +143,7 @@ def test_a_failed_compile_keeps_its_row(fake_verify, project_copy, capsys):
     table = project_copy / "generated" / TABLE_NAME
     assert verify_cli.main(["--write-counters"]) == 0
     before = table.read_text()
-    fake_verify["moe_s1_bf16_per_expert_k1"] = None
+    fake_verify["moe_s1_bf16_per_expert"] = None
     capsys.readouterr()
     assert verify_cli.main([]) == 1  # the failure fails the run ...
     assert "differs" not in capsys.readouterr().err  # ... but the table is not stale

@@ -9,7 +9,7 @@ from moegen.cli.main import main as moegen_main
 from moegen.spec.expand import enumerate_variants
 from moegen.verify import plan, run
 
-VARIANT = "moe_s1_bf16_per_expert_k1"
+VARIANT = "moe_s1_bf16_per_expert"
 # The K loop (templates/flydsl/_common.j2, k_loop) issues tile kt + 1's weight loads before
 # tile kt's MFMAs. The edit waits for them right there (s_waitcnt 0: every counter drained), the
 # load-wait-compute loop the prefetch replaced.

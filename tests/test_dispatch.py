@@ -23,13 +23,13 @@ def test_registry_lists_every_variant_once():
 
 def test_nine_gib_weight_picks_per_expert():
     kernel = generated.auto_stage1("bf16", meta(16, 6144), meta(128, 2 * 3072, 6144), topk=4)
-    assert kernel.VARIANT["name"] == "moe_s1_bf16_per_expert_k1"
+    assert kernel.VARIANT["name"] == "moe_s1_bf16_per_expert"
     assert kernel.VARIANT["addressing"] == "per_expert"
 
 
 def test_small_shape_picks_the_preferred_variant():
     kernel = generated.auto_stage1("bf16", meta(16, 6144), meta(128, 2 * 384, 6144), topk=4)
-    assert kernel.VARIANT["name"] == "moe_s1_bf16_whole_tensor_k1" and kernel.VARIANT["preferred"]
+    assert kernel.VARIANT["name"] == "moe_s1_bf16_whole_tensor" and kernel.VARIANT["preferred"]
     kernel = generated.auto_stage2("fp16", meta(64, 2688), meta(128, 6144, 2688), topk=4)
     assert kernel.VARIANT["name"] == "moe_s2_fp16_whole_tensor"
 
@@ -38,7 +38,7 @@ def test_split_k_is_part_of_the_request():
     e = generated.select_variant(
         "bf16", 1, 2, experts=128, model_dim=6144, inter=1408, tokens=16, topk=4
     )
-    assert e.name == "moe_s1_bf16_per_expert_k2"
+    assert e.name == "moe_s1_bf16_per_expert_splitk2"
 
 
 def test_impossible_shape_lists_every_candidate_and_why():
@@ -182,9 +182,9 @@ def test_dispatch_stays_within_the_asked_backend():
     x = meta(16, 6144)
     small = generated.auto_stage1("bf16", x, meta(128, 2 * 1344, 6144), topk=4, backend="triton")
     large = generated.auto_stage1("bf16", x, meta(128, 2 * 3072, 6144), topk=4, backend="triton")
-    assert small.VARIANT["name"] == "moe_s1_bf16_whole_tensor_k1_triton"
-    assert large.VARIANT["name"] == "moe_s1_bf16_per_expert_k1_triton"
+    assert small.VARIANT["name"] == "moe_s1_bf16_whole_tensor_triton"
+    assert large.VARIANT["name"] == "moe_s1_bf16_per_expert_triton"
     assert (
         generated.auto_stage1("bf16", x, meta(128, 2 * 1344, 6144), topk=4).VARIANT["name"]
-        == "moe_s1_bf16_whole_tensor_k1"
+        == "moe_s1_bf16_whole_tensor"
     )

@@ -48,7 +48,7 @@ def _argv(variant: str, case: dict) -> list[str]:
 @pytest.fixture(scope="module")
 def wrap_case() -> tuple[execute.KernelCase, list[str]]:
     """The case's problem (for its routing) and the --only-wgs covering every valid M block."""
-    module = execute.load_module(GENERATED / "moe_s1_bf16_whole_tensor_k1.py")
+    module = execute.load_module(GENERATED / "moe_s1_bf16_whole_tensor.py")
     problem = execute.make_case(module, route="random", lazy_weights=True, **WRAP)
     blocks = int(problem.sorted_routing[3][0]) // module.VARIANT["tile_m"]
     return problem, [f"0,{y}" for y in range(blocks)]
@@ -58,7 +58,7 @@ def test_a_few_wrapped_rows_among_many_fail_the_case(wrap_case, capsys):
     problem, wgs = wrap_case
     bad = [(t, s, int(problem.topk_ids[t, s])) for t, s in (problem.topk_ids >= 8192).nonzero()]
     assert len(bad) == 2 and 256 - len(bad) == 254  # few wrong rows among many good ones
-    argv = [*_argv("moe_s1_bf16_whole_tensor_k1", WRAP), "--route", "random", "--lazy"]
+    argv = [*_argv("moe_s1_bf16_whole_tensor", WRAP), "--route", "random", "--lazy"]
     code = _cli([*argv, "--unsafe-no-guard", "--only-wgs", *wgs])
     out = capsys.readouterr().out
     assert code == 1, out
@@ -76,7 +76,7 @@ def test_the_per_expert_twin_passes_the_same_case(wrap_case, capsys):
     """Same data through the 64-bit per-expert base: every one of the 256 rows is right, so
     the failure above is the wrap, not the tolerances."""
     _, wgs = wrap_case
-    argv = [*_argv("moe_s1_bf16_per_expert_k1", WRAP), "--route", "random", "--lazy"]
+    argv = [*_argv("moe_s1_bf16_per_expert", WRAP), "--route", "random", "--lazy"]
     code = _cli([*argv, "--only-wgs", *wgs])
     out = capsys.readouterr().out
     assert code == 0, out
@@ -96,7 +96,7 @@ def test_an_ambiguous_access_of_a_checked_row_exits_1_inconclusive(monkeypatch, 
         return dataclasses.replace(run, ambiguous_accesses=[access])
 
     monkeypatch.setattr(execute, "emulate", with_ambiguity)
-    code = _cli(["moe_s1_bf16_per_expert_k1", "--inter", "128", "--tokens", "33"])
+    code = _cli(["moe_s1_bf16_per_expert", "--inter", "128", "--tokens", "33"])
     out = capsys.readouterr().out
     assert code == 1
     assert "(INCONCLUSIVE, 0 of " in out and "workgroup (0, 0, 0) lane 3" in out
@@ -118,7 +118,7 @@ def test_a_case_larger_than_memory_is_refused_before_allocating(monkeypatch, cap
     _forbid_allocation(monkeypatch)
     monkeypatch.setattr(emulate_cli, "available_bytes", lambda: 16 * GIB)
     case = dict(experts=4096, model_dim=6144, inter=3072, tokens=16, topk=4)
-    code = _cli(_argv("moe_s1_bf16_per_expert_k1", case))
+    code = _cli(_argv("moe_s1_bf16_per_expert", case))
     err = capsys.readouterr().err
     assert code == 1 and "Traceback" not in err
     assert "not enough memory: this case needs about" in err and "(weights 288.0 GiB" in err
@@ -133,7 +133,7 @@ def test_even_lazy_too_large_says_what_else_to_lower(monkeypatch, capsys):
     _forbid_allocation(monkeypatch)
     monkeypatch.setattr(emulate_cli, "available_bytes", lambda: 16 * GIB)
     case = dict(experts=4096, model_dim=6144, inter=3072, tokens=2048, topk=8)
-    code = _cli([*_argv("moe_s1_bf16_per_expert_k1", case), "--lazy"])
+    code = _cli([*_argv("moe_s1_bf16_per_expert", case), "--lazy"])
     err = capsys.readouterr().err
     assert code == 1 and "(weights 288.0 GiB" in err
     assert "Even with --lazy it does not fit" in err and "--route highest" in err
@@ -141,7 +141,7 @@ def test_even_lazy_too_large_says_what_else_to_lower(monkeypatch, capsys):
 
 def test_memory_estimate_by_hand():
     """The issue's OOM case: per_expert k1, E=128, model_dim=6144, inter=3072, 16 x 4, bf16."""
-    module = execute.load_module(GENERATED / "moe_s1_bf16_per_expert_k1.py")
+    module = execute.load_module(GENERATED / "moe_s1_bf16_per_expert.py")
     args = argparse.Namespace(
         experts=128, model_dim=6144, inter=3072, tokens=16, topk=4, arch="gfx942", route="random"
     )

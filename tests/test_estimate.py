@@ -104,7 +104,7 @@ def test_counters_come_from_the_table(tmp_path):
 
 def test_each_token_count_uses_the_tile_dispatch_picks():
     variants = enumerate_variants(ROOT / "variants.yaml")
-    base = "moe_s1_bf16_per_expert_k1"
+    base = "moe_s1_bf16_per_expert"
     (decode,) = [v for v in variants if v.name == est.dispatched(variants, base, 16)]
     (prefill,) = [v for v in variants if v.name == est.dispatched(variants, base, 2048)]
     assert decode.tile_m < prefill.tile_m  # variants.yaml: 16-row decode, 128-row prefill

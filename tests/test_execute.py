@@ -62,7 +62,7 @@ def test_every_declared_variant_is_generated():
 
 
 def test_small_problem_has_padding_and_an_idle_expert():
-    p = _problem("moe_s1_bf16_per_expert_k1", "gfx942")
+    p = _problem("moe_s1_bf16_per_expert", "gfx942")
     ids, _, expert_ids, num_valid = p.sorted_routing
     assert 1 not in p.routed_experts and len(p.routed_experts) == 3
     used = int(num_valid[0])
@@ -151,7 +151,7 @@ def test_editing_a_traced_helper_recompiles(warm_cache, tmp_path, monkeypatch):
 
 
 def test_run_dispatches_to_the_emulator():
-    problem = _problem("moe_s1_fp16_whole_tensor_k2", "gfx950", seed=4)
+    problem = _problem("moe_s1_fp16_whole_tensor_splitk2", "gfx950", seed=4)
     result = execute.run(problem.plan(), "emulator", arch="gfx950")
     assert 1 - problem.cos_dist(result) > MIN_COS_SIM
 
@@ -186,8 +186,8 @@ def test_guard_refusal_raises_before_compile_or_launch(monkeypatch):
 
     monkeypatch.setattr(compile_mod, "compile_target", forbidden)
     monkeypatch.setattr(Emulator, "launch", forbidden)
-    module = execute.load_module(GENERATED / "moe_s1_bf16_whole_tensor_k1.py")
-    with pytest.raises(ValueError, match="moe_s1_bf16_per_expert_k1"):
+    module = execute.load_module(GENERATED / "moe_s1_bf16_whole_tensor.py")
+    with pytest.raises(ValueError, match="moe_s1_bf16_per_expert"):
         execute.run(module.prepare(*_big_whole_tensor_operands(module.TILE_M), topk=4), "emulator")
     with launch.unsafe_skip_address_guards():
         plan = module.prepare(*_big_whole_tensor_operands(module.TILE_M), topk=4)
@@ -204,14 +204,14 @@ def _cli(argv: list[str]) -> int:
 
 
 def test_cli_runs_one_case(capsys):
-    argv = ["moe_s1_bf16_per_expert_k2", "--inter", "128", "--tokens", "33", "--arch", "gfx950"]
+    argv = ["moe_s1_bf16_per_expert_splitk2", "--inter", "128", "--tokens", "33", "--arch", "gfx950"]
     assert _cli(argv) == 0
     out = capsys.readouterr().out
     assert "cos_dist=" in out and "(ok," in out and "wall" in out
 
 
 def test_cli_only_wgs_compares_covered_outputs(capsys):
-    argv = ["moe_s1_bf16_per_expert_k1", "--inter", "128", "--tokens", "33"]
+    argv = ["moe_s1_bf16_per_expert", "--inter", "128", "--tokens", "33"]
     assert _cli([*argv, "--only-wgs", "1,0", "0,2"]) == 0
     assert "(ok," in capsys.readouterr().out
 
@@ -224,7 +224,7 @@ def test_cli_unknown_variant_and_guard_refusal(capsys):
     seed = ["--experts", "128", "--model-dim", "6144", "--topk", "4", "--route", "highest"]
     t0 = time.perf_counter()
     code = _cli(
-        ["moe_s1_bf16_whole_tensor_k1", "--inter", "1408", "--tokens", "16", "--lazy", *seed]
+        ["moe_s1_bf16_whole_tensor", "--inter", "1408", "--tokens", "16", "--lazy", *seed]
     )
     assert code == 1 and time.perf_counter() - t0 < 30
     err = capsys.readouterr().err
@@ -243,7 +243,7 @@ def test_emulated_carries_the_emulators_ambiguous_accesses(monkeypatch):
         self.ambiguous_accesses.append(access)
 
     monkeypatch.setattr(Emulator, "launch", launch_and_record)
-    problem = _problem("moe_s1_bf16_per_expert_k1", "gfx942", seed=5)
+    problem = _problem("moe_s1_bf16_per_expert", "gfx942", seed=5)
     run = execute.emulate(problem.plan(), arch="gfx942")
     assert run.ambiguous_accesses == [access]  # one kernel launch, one access
     assert problem.judge(run.result, ambiguous=run.ambiguous_accesses).status == "INCONCLUSIVE"

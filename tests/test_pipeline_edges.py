@@ -29,8 +29,8 @@ ROOT = Path(__file__).resolve().parents[1]
 TILES = [(m, n, k) for m, n, k in itertools.product((16, 32, 64, 128), (64, 128), (64, 128))]
 TILES.append((48, 64, 64))
 BASE = {
-    "s1": "moe_s1_bf16_per_expert_k1",
-    "s1_split": "moe_s1_bf16_per_expert_k2",
+    "s1": "moe_s1_bf16_per_expert",
+    "s1_split": "moe_s1_bf16_per_expert_splitk2",
     "s2": "moe_s2_bf16_per_expert",
 }
 # (kernel, K tiles per K slice): every count the loop's structure distinguishes.

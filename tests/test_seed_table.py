@@ -71,7 +71,7 @@ def test_whole_tensor_past_the_line_reads_the_wrapped_bytes():
     from moegen.runtime import preshuffle, reference
 
     inter = 1408
-    module = execute.load_module(seed_table.GENERATED / "moe_s1_bf16_whole_tensor_k1.py")
+    module = execute.load_module(seed_table.GENERATED / "moe_s1_bf16_whole_tensor.py")
     problem = execute.make_case(module, inter=inter, arch=seed_table.ARCH, **seed_table.SEED)
     flat = problem.stored_weight.view(-1)
     slab = 2 * inter * 6144

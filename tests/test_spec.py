@@ -516,9 +516,9 @@ def test_floors_merge_key_by_key_over_the_defaults(mini):
     (mini / "variants.yaml").write_text(text)
     by_name = {v.name: v for v in enumerate_variants(mini / "variants.yaml")}
     # the matrix block's kib_in_flight wins; spills comes from the defaults (FLOORS order)
-    assert by_name["moe_s1_bf16_whole_tensor_k1"].floors == (("kib_in_flight", 6), ("spills", 0))
+    assert by_name["moe_s1_bf16_whole_tensor"].floors == (("kib_in_flight", 6), ("spills", 0))
     # the explicit entry declares none: the defaults' floors
-    assert by_name["moe_s1_bf16_per_expert_k2_t32x64x64"].floors == (
+    assert by_name["moe_s1_bf16_per_expert_splitk2_t32x64x64"].floors == (
         ("kib_in_flight", 1),
         ("spills", 0),
     )

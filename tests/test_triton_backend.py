@@ -66,7 +66,7 @@ def test_generated_kernel_needs_the_workaround(monkeypatch):
     """A generated bf16 kernel in the interpreter: right with DOT_UPCAST, wrong rows without."""
     if EXECUTOR != "interpreter":
         pytest.skip("a GPU is present: its kernels compile for it, the interpreter is not used")
-    kernel = importlib.import_module("generated.triton.moe_s1_bf16_per_expert_k1_triton")
+    kernel = importlib.import_module("generated.triton.moe_s1_bf16_per_expert_triton")
     case = address_model.BoundaryCase("small", 128, 4, 2, "small", 8, True)
     good = harness.run_case(kernel, case, "interpreter", model_dim=256, arch="sm90")
     assert good.passed, good.report()
@@ -80,7 +80,7 @@ def test_generated_kernel_needs_the_workaround(monkeypatch):
 
 def _variant(stage=1, split_k=1, addressing="per_expert", targets=None, act_bits=16, wbits=16):
     return {
-        "name": f"moe_s{stage}_x_{addressing}_k{split_k}_triton",
+        "name": f"moe_s{stage}_x_{addressing}_splitk{split_k}_triton",
         "stage": stage,
         "addressing": addressing,
         "split_k": split_k,

@@ -55,7 +55,7 @@ def test_recipe_gives_preactivations_of_a_few_units_at_any_k(k):
 
 
 def test_make_case_uses_the_recipe():
-    p = _problem("moe_s1_bf16_per_expert_k1", model_dim=1024, experts=4)
+    p = _problem("moe_s1_bf16_per_expert", model_dim=1024, experts=4)
     gate = p.weight[:, : SMALL["inter"]].float() @ p.act.float().T  # [E, inter, tokens]
     assert abs(float(p.act.float().std()) - 1.0) < 0.05
     assert abs(float(gate.std()) - verdict.PREACT_STD) < 0.15
@@ -65,7 +65,7 @@ def test_make_case_uses_the_recipe():
 
 
 @pytest.mark.parametrize(
-    "name", ["moe_s1_bf16_per_expert_k1", "moe_s1_fp16_whole_tensor_k2", "moe_s2_bf16_per_expert"]
+    "name", ["moe_s1_bf16_per_expert", "moe_s1_fp16_whole_tensor_splitk2", "moe_s2_bf16_per_expert"]
 )
 def test_reference_rounded_once_to_bf16_passes(name):
     """A result rounded to bf16 (8 significant bits) errs by <= 2**-8 of each element: within
@@ -85,7 +85,7 @@ def test_an_fp32_result_gets_no_16_bit_rounding_allowance():
 
 def test_gelu_for_silu_fails_on_values():
     """GELU(2.5) = 2.48 vs SiLU(2.5) = 2.31: several % of the row's peak, past rtol(bf16)."""
-    p = _problem("moe_s1_bf16_per_expert_k1")
+    p = _problem("moe_s1_bf16_per_expert")
     gelu_ref = _stage1_ref(p, torch.nn.functional.gelu)
     torch.testing.assert_close(
         _stage1_ref(p, torch.nn.functional.silu), p.reference, rtol=1e-5, atol=1e-5
@@ -115,7 +115,7 @@ def test_missing_routing_weight_fails():
 def test_missing_routing_weight_fails_in_a_weighting_stage1():
     """No shipped stage-1 variant weights its rows (doweight: false); one that did and dropped
     the weight (softmax over topk 2: each w <= 1 - the other) would be off by 1 / w >= x 1.2."""
-    p = _problem("moe_s1_bf16_per_expert_k2")
+    p = _problem("moe_s1_bf16_per_expert_splitk2")
     weighted = reference.stage1(p.act, p.weight, p.topk_ids, p.topk_weights)
     v = dataclasses.replace(p, reference=weighted).judge(p.reference)
     assert v.status == "WRONG" and len(v.failed_rows) == len(v.rows)
@@ -123,7 +123,7 @@ def test_missing_routing_weight_fails_in_a_weighting_stage1():
 
 @pytest.mark.parametrize("scale", [1.02, 0.98])
 def test_a_two_percent_scale_error_fails(scale):
-    p = _problem("moe_s1_fp16_per_expert_k1")
+    p = _problem("moe_s1_fp16_per_expert")
     v = p.judge(p.reference * scale)
     assert v.status == "WRONG" and len(v.failed_rows) == len(v.rows)
 
@@ -135,7 +135,7 @@ def test_one_zeroed_row_of_64_fails_while_the_global_figure_passes():
     """What a wrapped read looks like: the row of the expert past the line reads other bytes
     (here zeros). Its energy is ~1/64 of the total, so the global cos_dist is
     1 - sqrt(63/64) ~ 0.008 < 0.01, and only the per-row verdict sees it."""
-    p = _problem("moe_s1_bf16_per_expert_k1", experts=128, tokens=32, model_dim=128, inter=64)
+    p = _problem("moe_s1_bf16_per_expert", experts=128, tokens=32, model_dim=128, inter=64)
     top = max(p.routed_experts)
     t, s = (p.topk_ids == top).nonzero()[0].tolist()
     got = p.reference.clone()
@@ -189,7 +189,7 @@ def test_an_ambiguous_access_of_a_checked_row_is_inconclusive_not_a_pass():
 
 def test_an_ambiguous_access_elsewhere_does_not_taint_the_checked_rows():
     """Stage 1 with only workgroup (0, 0, 0) run: an access of M block 1 touches no checked row."""
-    p = _problem("moe_s1_bf16_per_expert_k1")
+    p = _problem("moe_s1_bf16_per_expert")
     v = p.judge(p.reference.clone(), only_wgs=[(0, 0, 0)], ambiguous=[_access(1)])
     assert v.status == "ok", v.report()
     assert v.ambiguous == ()
@@ -198,7 +198,7 @@ def test_an_ambiguous_access_elsewhere_does_not_taint_the_checked_rows():
 # ---- the same verdicts on emulated kernel output ------------------------------------------------
 
 
-@pytest.mark.parametrize("name", ["moe_s1_bf16_whole_tensor_k1", "moe_s2_fp16_per_expert"])
+@pytest.mark.parametrize("name", ["moe_s1_bf16_whole_tensor", "moe_s2_fp16_per_expert"])
 def test_emulated_output_passes_and_the_planted_errors_fail(name):
     """The kernel's real output passes; the same output against a GELU reference (stage 1) or
     doubled / without routing weights (stage 2) fails."""

@@ -83,9 +83,9 @@ def test_atomics_are_required_where_partial_sums_meet():
         for v in enumerate_variants(SPEC, [BF16])
         for arch in v.archs[:1]  # a bf16 packed-atomic output is declared for gfx950 only
     }
-    assert "buffer_atomic_add_f32" in required["moe_s1_bf16_per_expert_k2"]
+    assert "buffer_atomic_add_f32" in required["moe_s1_bf16_per_expert_splitk2"]
     assert "buffer_atomic_add_f32" in required["moe_s2_bf16_per_expert"]
-    assert not any(p.startswith("buffer_atomic") for p in required["moe_s1_bf16_per_expert_k1"])
+    assert not any(p.startswith("buffer_atomic") for p in required["moe_s1_bf16_per_expert"])
     # 16-bit outputs: packed atomics where declared, plain 16-bit stores in reduce mode
     assert "buffer_atomic_pk_add_bf16" in required["moe_s2_bf16_per_expert_out_bfloat16"]
     reduce = required["moe_s2_bf16_per_expert_out_bfloat16_reduce"]
@@ -94,7 +94,7 @@ def test_atomics_are_required_where_partial_sums_meet():
 
 
 def test_bounds_come_from_the_audited_shape():
-    (v,) = enumerate_variants(SPEC, ["moe_s1_bf16_per_expert_k2"])
+    (v,) = enumerate_variants(SPEC, ["moe_s1_bf16_per_expert_splitk2"])
     shape = PRODUCTION
     assert plan.admitted_experts(v, shape) == 128  # per_expert: one 75.5 MB slab per offset
     bounds = plan.runtime_bounds(v, shape, 128)
@@ -110,7 +110,7 @@ def test_bounds_come_from_the_audited_shape():
     "name, experts",
     [
         # W1 slab = 2 * 3072 * 6144 * 2 B = 75,497,472 B; 2**32 / that = 56.9 -> 56 experts
-        ("moe_s1_bf16_whole_tensor_k1", 56),
+        ("moe_s1_bf16_whole_tensor", 56),
         # W2 slab = 6144 * 3072 * 2 B = 37,748,736 B; 2**32 / that = 113.8 -> 113 experts
         ("moe_s2_fp16_whole_tensor", 113),
         ("moe_s2_fp16_per_expert", 128),
@@ -278,7 +278,7 @@ def test_widening_fails_only_when_the_bounds_let_it_overflow(tmp_path):
 # widened afterwards. In the shipped macro both factors are widened before the multiply.
 SAFE_REBASE = "fx.Int64(expert) * fx.Int64({{ rows }} * {{ cols }})"
 I32_REBASE = "fx.Int64(expert * ({{ rows }} * {{ cols }}))"
-MUTATED = "moe_s1_bf16_per_expert_k1"
+MUTATED = "moe_s1_bf16_per_expert"
 
 
 def test_i32_rebase_fails_at_the_production_shape_on_both_archs(project_copy, capsys):

@@ -33,8 +33,8 @@ def test_unchanged_files_keep_their_mtime(mini):
     assert main(["render"]) == 0
     after = snapshot(gen)
     old, new = (
-        "flydsl/moe_s1_bf16_per_expert_k2_t32x64x64.py",
-        "flydsl/moe_s1_bf16_per_expert_k2_t48x64x64.py",
+        "flydsl/moe_s1_bf16_per_expert_splitk2_t32x64x64.py",
+        "flydsl/moe_s1_bf16_per_expert_splitk2_t48x64x64.py",
     )
     assert old not in after and new in after
     for path, (data, mtime) in before.items():
@@ -63,7 +63,7 @@ def test_orphans_listed_in_manifest_are_removed_but_user_files_kept(mini):
     assert main(["render"]) == 0
     names = {p.name for p in (gen / "flydsl").iterdir()}
     assert not any("whole_tensor" in n for n in names)
-    assert "moe_s1_bf16_per_expert_k1.py" in names
+    assert "moe_s1_bf16_per_expert.py" in names
     assert user_file.read_text() == "keep me"
     assert "whole_tensor" not in (gen / "MANIFEST").read_text()
 
@@ -165,7 +165,7 @@ def test_two_renders_do_not_interleave(mini):
     assert list(gen.glob("**/*.py")), "the second render wrote nothing once the lock was free"
 
 
-NEW_MODULE = "moe_s1_bf16_per_expert_k2_t48x64x64.py"
+NEW_MODULE = "moe_s1_bf16_per_expert_splitk2_t48x64x64.py"
 
 
 def _drop_and_rename(mini: Path) -> None:

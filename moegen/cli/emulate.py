@@ -1,6 +1,6 @@
 """`moegen emulate VARIANT`: one generated variant on the CPU emulator vs the fp32 reference.
 
-    moegen emulate moe_s1_bf16_per_expert_k1 --inter 3072 --tokens 16 --experts 128 \\
+    moegen emulate moe_s1_bf16_per_expert --inter 3072 --tokens 16 --experts 128 \\
         --model-dim 6144 --topk 4 --route highest --lazy
 
 judges the result against the fp32 reference row by row (moegen.harness.verdict: every (token, slot)
@@ -48,7 +48,7 @@ def register(subparsers: argparse._SubParsersAction) -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     p.add_argument(
-        "variant", metavar="VARIANT", help="a generated module name, e.g. moe_s1_bf16_per_expert_k1"
+        "variant", metavar="VARIANT", help="a generated module name, e.g. moe_s1_bf16_per_expert"
     )
     p.add_argument("--inter", type=int, required=True, help="expert width (intermediate size)")
     p.add_argument("--tokens", type=int, required=True)

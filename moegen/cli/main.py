@@ -149,7 +149,7 @@ def cmd_boundary(args) -> int:
             file=sys.stderr,
         )
         return EXIT_FAIL
-    v = variants[args.variant].runtime_info
+    v = variants[args.variant].record
     prod = _production(args.variants)
     experts = args.experts or prod.experts
     model_dim = args.model_dim or prod.model_dim

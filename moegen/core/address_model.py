@@ -18,7 +18,7 @@ Each backend has its own line per target (`offset_line`):
 
 Everything derives from a variant's declared bits (`act_bits`, `weight_bits`, `out_bits`), never
 from dtype names. A variant is the plain dict a generated module keeps as VARIANT
-(`Variant.runtime_info`).
+(`Variant.record`).
 """
 
 from __future__ import annotations

@@ -247,7 +247,7 @@ class Variant:
 
         prod = self.shape("production")
         return boundary_cases(
-            self.runtime_info,
+            self.record,
             experts=prod.experts,
             model_dim=prod.model_dim,
             topk=prod.topk,
@@ -316,7 +316,7 @@ class Variant:
         return f"{'_'.join(map(str, self.family))}/{self.min_tokens:09d}"
 
     @property
-    def runtime_info(self) -> dict[str, Any]:
+    def record(self) -> dict[str, Any]:
         """Plain values a generated module keeps as VARIANT (read by guards and dispatch)."""
         info = {
             "name": self.name,

@@ -24,13 +24,14 @@ def variant_name(
     """A readable identifier that is a pure function of the variant's parameters.
 
     Parameters equal to the spec's defaults are left out, so the common case reads
-    `moe_s1_bf16_per_expert_k2`; a non-default tile adds `_t32x128x64`, a stage-1 routing-weight
-    multiply `_w`, a non-default stage-2 output dtype `_out_bfloat16`, stage 2's reduce mode
-    `_reduce`, a backend other than the default one `_triton`.
+    `moe_s1_bf16_per_expert`; split-K over n slices adds `_splitk<n>` (stage 1 only), a
+    non-default tile `_t32x128x64`, a stage-1 routing-weight multiply `_w`, a non-default
+    stage-2 output dtype `_out_bfloat16`, stage 2's reduce mode `_reduce`, a backend other
+    than the default one `_triton`.
     """
     parts = [f"moe_s{stage}", dtype, addressing]
-    if stage == 1:
-        parts.append(f"k{split_k}")
+    if stage == 1 and split_k != 1:
+        parts.append(f"splitk{split_k}")
     if tile != default_tile:
         parts.append("t{}x{}x{}".format(*tile))
     if stage == 1 and doweight:

@@ -119,7 +119,7 @@ def admitted_experts(v: Variant, shape: Shape) -> int:
     """The most experts (<= shape.experts) whose operands the launcher guard of `v` accepts at
     `shape` for a SMALL_TOKENS batch: the shape's count, fewer for a whole_tensor weight past
     4 GiB, 0 if not even one expert's slab is addressable."""
-    info = v.runtime_info
+    info = v.record
     for experts in range(shape.experts, 0, -1):
         p = address_model.Problem(experts, shape.model_dim, shape.inter, SMALL_TOKENS, shape.topk)
         if address_model.addressable(info, p):
@@ -136,7 +136,7 @@ def max_tokens(v: Variant, shape: Shape, experts: int) -> int:
     p = address_model.Problem(
         experts, shape.model_dim, shape.inter, launch.MAX_TOKENS - 1, shape.topk
     )
-    info = v.runtime_info
+    info = v.record
     return min(
         [launch.MAX_TOKENS - 1]
         + [

@@ -22,9 +22,9 @@ class Bug:
     why: str  # the real-world bug this stands for
 
 
-_S1 = "generated/tests/test_moe_s1_bf16_per_expert_k1.py"
-_S1_K2 = "generated/tests/test_moe_s1_bf16_per_expert_k2.py"
-_S1_WHOLE = "generated/tests/test_moe_s1_bf16_whole_tensor_k1.py"
+_S1 = "generated/tests/test_moe_s1_bf16_per_expert.py"
+_S1_K2 = "generated/tests/test_moe_s1_bf16_per_expert_splitk2.py"
+_S1_WHOLE = "generated/tests/test_moe_s1_bf16_whole_tensor.py"
 _S2 = "generated/tests/test_moe_s2_bf16_per_expert.py"
 _S2_WHOLE = "generated/tests/test_moe_s2_bf16_whole_tensor.py"
 _EDGES = "tests/test_pipeline_edges.py"
