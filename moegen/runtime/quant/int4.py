@@ -49,6 +49,7 @@ INT4_LAYOUTS = ("split_nibbles", "packed_16x16")
 def pack_int4(values: torch.Tensor) -> torch.Tensor:
     """uint8 [..., K // 2]: values int8 [..., K] two per byte, element 2j in the low nibble."""
     _check_values(values, "values")
+    _check_range(values, "values")
     pairs = values.view(*values.shape[:-1], values.shape[-1] // 2, 2).to(torch.uint8) & 0xF
     return pairs[..., 0] | (pairs[..., 1] << 4)
 
@@ -84,6 +85,7 @@ def shuffle_int4(
         )
     for index in _slabs(values, experts):
         slab = values[index]
+        _check_range(slab, f"values[{index[0]}]" if values.dim() == 3 else "values")
         if layout == "split_nibbles":
             runs = preshuffle.shuffle_weight(slab).view(-1, 2, SPLIT_RUN // 2).to(torch.uint8) & 0xF
             out[index] = (runs[:, 0] | (runs[:, 1] << 4)).view(out[index].shape)
@@ -177,6 +179,17 @@ def _check_values(values: torch.Tensor, what: str) -> None:
         raise ValueError(
             f"{what} has shape {tuple(values.shape)}: its K (last dim) must be even to pack two "
             f"int4 values per byte; pad K"
+        )
+
+
+def _check_range(values: torch.Tensor, what: str) -> None:
+    """ValueError if values (one slab: a lazily filled tensor is checked where it is read)
+    leave int4's range, which packing would silently wrap."""
+    if values.numel() and not INT4_MIN <= int(values.min()) <= int(values.max()) <= INT4_MAX:
+        raise ValueError(
+            f"{what} of shape {tuple(values.shape)} hold values outside int4's "
+            f"[{INT4_MIN}, {INT4_MAX}] (min {int(values.min())}, max {int(values.max())}); "
+            f"quantize with fmt='int4' so they fit"
         )
 
 
