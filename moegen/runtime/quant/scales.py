@@ -102,7 +102,7 @@ def quantize_rows(
     -> values [tokens, K], scale [tokens]). Rows are done CHUNK_ROWS at a time."""
     f = quant_format(fmt)
     _check_floating(x, "x")
-    out = out or _empty(x.shape, f, x.shape[:-1], x.device)
+    out = _empty(x.shape, f, x.shape[:-1], x.device) if out is None else out
     _check_out(out, x.shape, x.shape[:-1], f)
     k = x.shape[-1]
     rows, vals, scales = x.reshape(-1, k), out.values.view(-1, k), out.scale.view(-1)
@@ -217,7 +217,7 @@ def _quantize_experts(w, f, group, experts, scale_dtype, out) -> Quantized:
     if group is not None:
         _check_group(k, group, "w")
     scale_shape = (e_count, n) + ((k // group,) if group else ())
-    out = out or _empty(w.shape, f, scale_shape, w.device)
+    out = _empty(w.shape, f, scale_shape, w.device) if out is None else out
     _check_out(out, w.shape, scale_shape, f)
     out = Quantized(out.values, out.scale, f, group)
     for e in _expert_list(experts, e_count):
