@@ -158,6 +158,17 @@ def test_per_token_matches_the_loop(name, seed):
         assert q.values[8, 1:7].tolist() == [0, 2, 2, 0, -2, -4]
 
 
+def test_rows_in_chunks_and_into_out(monkeypatch):
+    """Chunk boundaries change nothing, and `out` is written in place (batch dims kept)."""
+    x = torch.randn(2, 5, 32, generator=torch.Generator().manual_seed(2))
+    whole = Q.quantize_rows(x, "int8")
+    monkeypatch.setattr(quant_scales, "CHUNK_ROWS", 3)
+    out = Q.Quantized(torch.empty(2, 5, 32, dtype=torch.int8), torch.empty(2, 5), Q.FORMATS["int8"])
+    got = Q.quantize_rows(x, "int8", out=out)
+    assert got is out and out.scale.shape == (2, 5)
+    assert torch.equal(out.values, whole.values) and torch.equal(out.scale, whole.scale)
+
+
 @pytest.mark.parametrize("name", ALL)
 def test_per_channel_matches_the_loop(name):
     w = torch.randn(3, 16, 40, generator=torch.Generator().manual_seed(5))

@@ -18,7 +18,11 @@ Upstream facts (cited, not copied):
   [E, K]), then one int8 scale per (token, slot) row. FlyDSL's moe_gemm_2stage stage 1 reads
   those rows SLOT-MAJOR, row = slot * tokens + token, for both the values and the scales
   (FlyDSL kernels/moe/moe_gemm_2stage/gemm1.py, tests/kernels/test_moe_gemm_2stage.py
-  `_build_stage1_int8smooth`); aiter's torch_moe multiplies the same way
+  `_build_stage1_int8smooth`). Upstream is not uniform: aiter's CK `moe_smoothquant_fwd`
+  writes token-major [tokens, topk, K] (op_tests/test_smoothquant.py), and aiter/ops/quant.py
+  `moe_smooth_per_token_scaled_quant` writes slot-major on one path; we follow FlyDSL, the
+  kernel family moegen ports (slot_major=False gives token-major). aiter's torch_moe smooths
+  the same way
   (aiter/fused_moe.py, `sub_tokens * fc1_smooth_scale[E_id]`). Stage 2 folds its smoothing
   into A2 [tokens, topk, inter] before a per-row quantization in token-major order
   (`_run_gemm2_int8smooth`).
