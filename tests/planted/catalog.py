@@ -369,7 +369,7 @@ BUGS: tuple[Bug, ...] = (
     Bug(
         "dispatch_ignores_preference",
         "moegen/runtime/dispatch.py",
-        '    return sorted(found, key=lambda e: (not e.preferred, e.accumulate != "atomic", e.name))',
+        "    return sorted(found, key=lambda e: (not e.preferred, e.accumulate != \"atomic\", e.name))",
         "    return sorted(found, key=lambda e: e.name)",
         ("tests/test_dispatch.py",),
         "auto-dispatch no longer picks the YAML's preferred variant",
