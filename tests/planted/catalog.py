@@ -127,6 +127,49 @@ BUGS: tuple[Bug, ...] = (
         ("tests/test_preshuffle.py", _S1, "-k", "loop or boundary and safe"),
         "a host preshuffle whose 16-row and 16-byte group order differs from the kernel's",
     ),
+    # ---- host quantization (moegen.runtime.quant) -----------------------------------------
+    Bug(
+        "quant_int_rounding_truncates",
+        "moegen/runtime/quant/scales.py",
+        "q = (y.round() if f.integer else y)",
+        "q = (y.trunc() if f.integer else y)",
+        ("tests/test_quant.py", "-k", "per_token or round_trip"),
+        "int8/int4 values truncated toward zero (upstream's torch reference): up to a whole step "
+        "of error where half is the bound",
+    ),
+    Bug(
+        "quant_int4_plain_pack_nibbles_swapped",
+        "moegen/runtime/quant/int4.py",
+        "return pairs[..., 0] | (pairs[..., 1] << 4)",
+        "return pairs[..., 1] | (pairs[..., 0] << 4)",
+        ("tests/test_quant.py", "-k", "pack_matches"),
+        "the odd K element packed into the low nibble, against upstream's even-low convention",
+    ),
+    Bug(
+        "quant_int4_split_nibbles_halves_swapped",
+        "moegen/runtime/quant/int4.py",
+        "(runs[:, 0] | (runs[:, 1] << 4))",
+        "(runs[:, 1] | (runs[:, 0] << 4))",
+        ("tests/test_quant.py", "-k", "split_nibbles"),
+        "v4..v7 packed in the low nibbles: the kernel's 7-op unpack reads K out of order",
+    ),
+    Bug(
+        "quant_int8smooth_rows_token_major",
+        "moegen/runtime/quant/scales.py",
+        "    slot_major: bool = True,",
+        "    slot_major: bool = False,",
+        ("tests/test_quant.py", "-k", "smooth"),
+        "expanded int8smooth rows written token-major where the stage-1 kernel gathers "
+        "row = slot * tokens + token",
+    ),
+    Bug(
+        "quant_bf16_group_scale_pair_swapped",
+        "moegen/runtime/quant/int4.py",
+        "view(e, n, g // 2, 2).transpose(1, 2)",
+        "view(e, n, g // 2, 2).flip(-1).transpose(1, 2)",
+        ("tests/test_quant.py", "-k", "group_scales"),
+        "the odd group's bf16 scale in the dword's low half, where the kernel takes the even one",
+    ),
     # ---- the spec: every level strict, every name a string -------------------------------
     Bug(
         "spec_unknown_key_accepted_below_top_level",
