@@ -47,9 +47,7 @@ MODEL_DIM = 6144
 # match the fp32 reference.
 RUNNABLE = boundary.cases(
     [
-        ("safe", 384, 128, 4, "decode"),  # W1 1.12 GiB
         ("safe", 384, 128, 4, "prefill"),  # W1 1.12 GiB
-        ("below", 1344, 128, 4, "decode"),  # W1 3.94 GiB
         ("below", 1344, 128, 4, "prefill"),  # W1 3.94 GiB
     ],
     addressable=True,
@@ -57,9 +55,7 @@ RUNNABLE = boundary.cases(
 # Shapes past the variant's line: the launcher must refuse them before any launch.
 REFUSED = boundary.cases(
     [
-        ("above", 1408, 128, 4, "decode"),  # W1 4.12 GiB
         ("above", 1408, 128, 4, "prefill"),  # W1 4.12 GiB
-        ("production", 3072, 128, 4, "decode"),  # W1 9.00 GiB
         ("production", 3072, 128, 4, "prefill"),  # W1 9.00 GiB
     ],
     addressable=False,

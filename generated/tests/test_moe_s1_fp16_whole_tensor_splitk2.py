@@ -48,9 +48,7 @@ MODEL_DIM = 6144
 RUNNABLE = boundary.cases(
     [
         ("safe", 384, 128, 4, "decode"),  # W1 1.12 GiB
-        ("safe", 384, 128, 4, "prefill"),  # W1 1.12 GiB
         ("below", 1344, 128, 4, "decode"),  # W1 3.94 GiB
-        ("below", 1344, 128, 4, "prefill"),  # W1 3.94 GiB
     ],
     addressable=True,
 )
@@ -58,9 +56,7 @@ RUNNABLE = boundary.cases(
 REFUSED = boundary.cases(
     [
         ("above", 1408, 128, 4, "decode"),  # W1 4.12 GiB
-        ("above", 1408, 128, 4, "prefill"),  # W1 4.12 GiB
         ("production", 3072, 128, 4, "decode"),  # W1 9.00 GiB
-        ("production", 3072, 128, 4, "prefill"),  # W1 9.00 GiB
     ],
     addressable=False,
 )

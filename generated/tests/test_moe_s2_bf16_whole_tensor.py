@@ -49,9 +49,7 @@ MODEL_DIM = 6144
 RUNNABLE = boundary.cases(
     [
         ("safe", 384, 128, 4, "decode"),  # W2 0.56 GiB
-        ("safe", 384, 128, 4, "prefill"),  # W2 0.56 GiB
         ("below", 2688, 128, 4, "decode"),  # W2 3.94 GiB
-        ("below", 2688, 128, 4, "prefill"),  # W2 3.94 GiB
     ],
     addressable=True,
 )
@@ -59,9 +57,7 @@ RUNNABLE = boundary.cases(
 REFUSED = boundary.cases(
     [
         ("above", 2816, 128, 4, "decode"),  # W2 4.12 GiB
-        ("above", 2816, 128, 4, "prefill"),  # W2 4.12 GiB
         ("production", 3072, 128, 4, "decode"),  # W2 4.50 GiB
-        ("production", 3072, 128, 4, "prefill"),  # W2 4.50 GiB
     ],
     addressable=False,
 )

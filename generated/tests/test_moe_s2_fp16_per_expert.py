@@ -49,15 +49,10 @@ MODEL_DIM = 6144
 RUNNABLE = boundary.cases(
     [
         ("safe", 384, 128, 4, "decode"),  # W2 0.56 GiB
-        ("safe", 384, 128, 4, "prefill"),  # W2 0.56 GiB
         ("below", 2688, 128, 4, "decode"),  # W2 3.94 GiB
-        ("below", 2688, 128, 4, "prefill"),  # W2 3.94 GiB
         ("above", 2816, 128, 4, "decode"),  # W2 4.12 GiB
-        ("above", 2816, 128, 4, "prefill"),  # W2 4.12 GiB
         ("production", 3072, 128, 4, "decode"),  # W2 4.50 GiB
-        ("production", 3072, 128, 4, "prefill"),  # W2 4.50 GiB
         ("own_below", 349440, 2, 2, "decode"),  # W2 8.00 GiB
-        ("own_below", 349440, 2, 2, "prefill"),  # W2 8.00 GiB
     ],
     addressable=True,
 )
@@ -65,7 +60,6 @@ RUNNABLE = boundary.cases(
 REFUSED = boundary.cases(
     [
         ("own_above", 349568, 2, 2, "decode"),  # W2 8.00 GiB
-        ("own_above", 349568, 2, 2, "prefill"),  # W2 8.00 GiB
     ],
     addressable=False,
 )

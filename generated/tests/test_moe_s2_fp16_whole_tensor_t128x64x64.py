@@ -48,9 +48,7 @@ MODEL_DIM = 6144
 # match the fp32 reference.
 RUNNABLE = boundary.cases(
     [
-        ("safe", 384, 128, 4, "decode"),  # W2 0.56 GiB
         ("safe", 384, 128, 4, "prefill"),  # W2 0.56 GiB
-        ("below", 2688, 128, 4, "decode"),  # W2 3.94 GiB
         ("below", 2688, 128, 4, "prefill"),  # W2 3.94 GiB
     ],
     addressable=True,
@@ -58,9 +56,7 @@ RUNNABLE = boundary.cases(
 # Shapes past the variant's line: the launcher must refuse them before any launch.
 REFUSED = boundary.cases(
     [
-        ("above", 2752, 128, 4, "decode"),  # W2 4.03 GiB
         ("above", 2752, 128, 4, "prefill"),  # W2 4.03 GiB
-        ("production", 3072, 128, 4, "decode"),  # W2 4.50 GiB
         ("production", 3072, 128, 4, "prefill"),  # W2 4.50 GiB
     ],
     addressable=False,

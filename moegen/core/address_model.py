@@ -397,6 +397,24 @@ class BoundaryCase:
         return "-".join(parts)
 
 
+def regime_token_counts(
+    v: Mapping[str, Any], token_counts: Mapping[str, int] = TOKEN_COUNTS
+) -> dict[str, int]:
+    """The token counts of `token_counts` inside the variant's regime (its tile serves
+    min_tokens..max_tokens; auto-dispatch never gives it other counts), or, when none falls
+    inside, the one nearest to it. A variant without a regime gets them all."""
+    low, high = v.get("min_tokens") or 1, v.get("max_tokens")
+    inside = {k: t for k, t in token_counts.items() if t >= low and (high is None or t <= high)}
+    if inside:
+        return inside
+
+    def distance(t: int) -> int:
+        return low - t if t < low else t - high
+
+    label = min(token_counts, key=lambda k: distance(token_counts[k]))
+    return {label: token_counts[label]}
+
+
 def boundary_cases(
     v: Mapping[str, Any],
     *,
@@ -409,10 +427,12 @@ def boundary_cases(
     """The sweep a variant's generated boundary test runs, decided here, rendered as literals.
 
     Every variant is swept across the 4 GiB line of a whole-tensor weight of its dtype and
-    stage (the seed's line: safe, last inter below, first above, production). A per_expert
+    stage (the seed's line: safe, last inter below, first above, production), at the token
+    counts of its own regime (a decode tile at decode, a prefill tile at prefill). A per_expert
     variant's own line is one expert's slab reaching 2**32 bytes; it is swept there too, at
     E=2 (the slab line does not depend on E, and 2 lazily allocated experts stay virtual).
     """
+    token_counts = regime_token_counts(v, token_counts)
     whole = dict(v, addressing="whole_tensor")
     points = [
         (p.label, p.inter, experts, topk)

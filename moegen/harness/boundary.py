@@ -15,6 +15,12 @@ with only the rows the checked workgroups read filled in, and the emulator runs 
 workgroups: the first and last N-block, for the first and last M-block of the highest expert
 and the first M-block of the lowest routed expert. Only their outputs are compared, row by
 row, so the verdict would also see a wrong row routed to any other expert.
+
+A per_expert variant's own-line cases (`own_*`, one slab just below 2**32 bytes at E=2) run
+only the workgroup that reaches the slab's far end: the last N-block of the highest expert's
+last (partly padded) M-block. Their largest offset is the case's point; the first N-block and the low expert
+(base 0) repeat what the seed-line cases already prove, and at stage 2 (K = inter, about
+350k) each workgroup emulates thousands of K tiles.
 """
 
 from __future__ import annotations
@@ -73,9 +79,12 @@ def _covered(v: dict, case: BoundaryCase, sorted_routing, n_total: int) -> Cover
     eids = expert_ids[:valid_blocks].tolist()
     top, low = max(eids), min(eids)
     top_blocks = [b for b, e in enumerate(eids) if e == top]
-    m_blocks = tuple(sorted({top_blocks[0], top_blocks[-1], eids.index(low)}))
     last_n = n_total // v["tile_n"] - 1
-    n_blocks = tuple(sorted({0, last_n}))
+    if case.label.startswith("own_"):  # the slab's far end only (module docstring)
+        m_blocks, n_blocks = (top_blocks[-1],), (last_n,)
+    else:
+        m_blocks = tuple(sorted({top_blocks[0], top_blocks[-1], eids.index(low)}))
+        n_blocks = tuple(sorted({0, last_n}))
     cols = torch.cat([torch.arange(b * v["tile_n"], (b + 1) * v["tile_n"]) for b in n_blocks])
     rows = []
     for b in m_blocks:
@@ -145,10 +154,11 @@ def run_case(
         out, ambiguous = _execute(plan, executor, arch, cov)
         got = torch.stack([out[t, s, cov.cols].float() for t, s, _, _ in cov.rows])
         ref = []
+        gates = {e: w[e, cov.cols].float().cpu() for e in {e for _, _, e, _ in cov.rows}}
+        ups = {e: w[e, cov.cols + inter].float().cpu() for e in gates}
         for t, s, e, rw in cov.rows:
             xf = x[t].float().cpu()
-            gate = w[e, cov.cols].float().cpu() @ xf
-            up = w[e, cov.cols + inter].float().cpu() @ xf
+            gate, up = gates[e] @ xf, ups[e] @ xf
             h = reference.gated(gate, up)
             ref.append(h * rw if v["doweight"] else h)
         keys = [verdict.RowKey(t, s, (e,)) for t, s, e, _ in cov.rows]
@@ -165,8 +175,9 @@ def run_case(
     out, ambiguous = _execute(plan, executor, arch, cov)
     ref: dict[int, torch.Tensor] = {}
     experts: dict[int, list[int]] = {}
+    w_rows = {e: w[e, cov.cols].float().cpu() for e in {e for _, _, e, _ in rows}}
     for t, s, e, rw in rows:
-        contrib = (w[e, cov.cols].float().cpu() @ a2[t * K + s].float().cpu()) * rw
+        contrib = (w_rows[e] @ a2[t * K + s].float().cpu()) * rw
         ref[t] = ref.get(t, 0) + contrib
         experts.setdefault(t, []).append(e)
     toks = sorted(ref)
