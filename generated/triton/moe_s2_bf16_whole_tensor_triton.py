@@ -74,7 +74,7 @@ WEIGHT_DTYPES = {"gfx942": "bfloat16", "gfx950": "bfloat16", "sm90": "bfloat16"}
 CONFIGS = (
     TileConfig(max_tokens=64, block_m=16, block_n=64, block_k=128, warps=4, stages=5),
     TileConfig(max_tokens=512, block_m=16, block_n=64, block_k=128, warps=4, stages=4),
-    TileConfig(max_tokens=None, block_m=64, block_n=128, block_k=64, warps=8, stages=3),
+    TileConfig(max_tokens=None, block_m=128, block_n=128, block_k=64, warps=8, stages=3),
 )
 
 
@@ -136,10 +136,12 @@ def moe_s2_bf16_whole_tensor_triton_kernel(
         w_ptrs += BLOCK_K
 
     # Each routed row adds its weighted contribution to its token's output row; padding rows
-    # (weight 0, token == tokens) are never stored.
+    # (weight 0, token == tokens) are never stored. The adds need no ordering among themselves
+    # (the launch boundary publishes them), so they are relaxed: tl.atomic_add's default
+    # acq_rel made the prefill epilogue measurably slower (bench/RESULTS.md).
     acc = acc * tl.load(SortedWeights + rows)[:, None]
     out_ptrs = Out + token[:, None] * MODEL_DIM + cols[None, :]
-    tl.atomic_add(out_ptrs, acc, mask=routed[:, None] & col_ok[None, :])
+    tl.atomic_add(out_ptrs, acc, mask=routed[:, None] & col_ok[None, :], sem="relaxed")
 
 
 def launch_moe_s2_bf16_whole_tensor_triton(
