@@ -2,6 +2,10 @@
 
 Data: `bytes[wg, addr]`, accessed in place and bounds-checked (IllegalAddress). Under lock-step
 execution every access is performed when its op runs, so the data never depends on fences.
+LDS is not cleared when a workgroup starts on hardware (it holds whatever the CU's previous
+workgroup left), so it starts as UNWRITTEN bytes here, not zeros: 0xFF is NaN in bf16, fp16
+and f32 and -1 in integers, so a kernel that computes on LDS it never wrote poisons its
+output and fails its verdict, where zeros would often pass (a zero row adds nothing).
 
 Race check (`race_check=True`): a happens-before model of the AMDGPU memory model for LDS
 between the waves of one workgroup. Two accesses to one LDS byte by different waves, at least
@@ -30,6 +34,8 @@ import numpy as np
 
 from .errors import EmulatorError, IllegalAddress, LdsRace
 
+UNWRITTEN = 0xFF  # the emulator's value of an LDS byte no wave has written (module docstring)
+
 
 class Lds:
     """LDS bytes[nwg, size] of one batch (addresses: 32-bit byte offsets from the workgroup's
@@ -39,7 +45,7 @@ class Lds:
 
     def __init__(self, nwg: int, size: int, race_check: bool, waves: int = 1) -> None:
         self.size = size
-        self.bytes = np.zeros((nwg, size), np.uint8)
+        self.bytes = np.full((nwg, size), UNWRITTEN, np.uint8)
         self.race_check = race_check
         if race_check:
             self.waves = waves

@@ -12,7 +12,7 @@ import torch
 from deps import require
 from moegen.emulator import AmbiguousAccess
 from moegen.emulator.execution import Batch, Runtime
-from moegen.emulator.lds import Lds
+from moegen.emulator.lds import UNWRITTEN, Lds
 from moegen.emulator.memory import (
     Memory,
     ambiguous_lanes,
@@ -21,7 +21,7 @@ from moegen.emulator.memory import (
     in_range,
     make_rsrc,
 )
-from moegen.emulator.numerics import f32_to_fp8
+from moegen.emulator.numerics import bf16_to_f32, f32_to_fp8
 from moegen.emulator.ops import OpInfo
 from moegen.emulator.ops.integer import _arith, _shift
 from moegen.emulator.ops.memory_ops import _buffer_store, buffer_load
@@ -155,3 +155,16 @@ def test_fp8_out_of_range_is_nan_not_saturated(fmt, values, codes):
 def test_missing_hard_dependency_fails_not_skips():
     with pytest.raises(pytest.fail.Exception, match="no_such_module_moegen"):
         require(("no_such_module_moegen",))
+
+
+
+def test_lds_starts_unwritten_not_zero():
+    """Hardware does not clear LDS for a new workgroup: a read before any write must not look
+    like zeros (which a sum would absorb); as bf16 the unwritten bytes are NaN."""
+    lds = Lds(2, 8, race_check=True, waves=1)
+    wg, wave, active = np.array([0, 1]), np.zeros(2, np.int64), np.ones(2, bool)
+    got = lds.read(wg, wave, np.array([0, 4]), 4, active, "read", str)
+    assert (got == UNWRITTEN).all()
+    assert np.isnan(bf16_to_f32(got.view(np.uint16))).all()
+    lds.write(wg, wave, np.array([0, 4]), np.zeros((2, 4), np.uint8), active, "write", str)
+    assert (lds.read(wg, wave, np.array([0, 4]), 4, active, "read", str) == 0).all()
