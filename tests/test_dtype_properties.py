@@ -57,3 +57,58 @@ def test_a_lane_operand_must_hold_k_over_4_elements(fp8_variants):
     assert any("must hold k/4 = 8 elements of 8 bits" in p for p in problems), problems
     packed = replace(v, dtype=replace(v.dtype, weight_bits=4, packing=2))
     assert any("not yet supported by the FlyDSL templates" in p for p in limits.check_tiles(packed))
+
+
+def _fp8(fp8_variants, stage: int, addressing: str):
+    (v,) = [
+        v
+        for v in fp8_variants
+        if v.stage == stage and v.addressing == addressing and v.max_tokens is not None
+    ]
+    return v.runtime_info
+
+
+def test_address_model_covers_the_scales(fp8_variants):
+    from moegen.core.address_model import Problem, first_failing_inter, spans
+
+    p = Problem(experts=128, model_dim=6144, inter=3072, tokens=16, topk=4)
+    whole = {s.tensor: s for s in spans(_fp8(fp8_variants, 1, "whole_tensor"), p)}
+    per = {s.tensor: s for s in spans(_fp8(fp8_variants, 1, "per_expert"), p)}
+    assert whole["w1_scale"].shape == (128, 6144) and whole["w1_scale"].span_bytes == 128 * 6144 * 4
+    assert whole["w1_scale"].resource == "whole tensor"
+    assert per["w1_scale"].resource == "one expert's slab" and per["w1_scale"].span_bytes == 6144 * 4
+    assert whole["x_scale"].span_bytes == 16 * 4
+    assert whole["out"].span_bytes == 16 * 4 * 3072 * 2  # the bf16 intermediate, not 1-byte x
+    s2 = {s.tensor: s for s in spans(_fp8(fp8_variants, 2, "whole_tensor"), p)}
+    assert s2["a2_scale"].shape == (64,) and s2["w2_scale"].shape == (128, 6144)
+    # 1-byte W1 at E=128, model_dim 6144 crosses 2**32 bytes at inter 2731 (bf16: 1366)
+    assert first_failing_inter(_fp8(fp8_variants, 1, "whole_tensor"), 128, 6144, 16, 4) == 2731
+
+
+def test_guard_names_missing_and_misshapen_scales(fp8_variants):
+    import torch
+
+    from moegen.runtime import launch, routing
+
+    v = _fp8(fp8_variants, 1, "per_expert")
+    x = torch.empty(8, 256, dtype=torch.float8_e4m3fnuz)
+    w = torch.empty(4, 256, 256, dtype=torch.float8_e4m3fnuz)
+    ids = torch.tensor([[0, 1]] * 8, dtype=torch.int32)
+    sorted_routing = routing.moe_sorting(ids, torch.full((8, 2), 0.5), 4, v["tile_m"])
+    dtypes = {"gfx942": "float8_e4m3fnuz"}
+
+    def problems(**scales):
+        try:
+            launch.validate(v, x, w, *sorted_routing, topk=2, act_dtypes=dtypes, weight_dtypes=dtypes, scales=scales)
+        except ValueError as exc:
+            return str(exc)
+        return ""
+
+    assert problems(**launch.empty_scales(v, x, w)) == ""
+    msg = problems(x_scale=torch.empty(8))
+    assert "w1_scale: missing; the dtype declares a float32 [experts, rows of w1] scale" in msg
+    msg = problems(x_scale=torch.empty(7), w1_scale=torch.empty(4, 256, dtype=torch.float16))
+    assert "x_scale: expected shape [8] [rows of x], got [7]" in msg
+    assert "w1_scale: expected dtype float32, got float16" in msg
+    msg = problems(**launch.empty_scales(v, x, w), a2_scale=torch.empty(8))
+    assert "a2_scale: this variant's dtype declares no such scale" in msg

@@ -99,9 +99,9 @@ WEIGHT_BYTES = WEIGHT_BITS // 8
 # 16-row x K_BLOCK block is contiguous, and a wave's 16 B/lane load at byte 16 * lane of it
 # gives lane l row l % 16, K [(l // 16) * K_PACK, +K_PACK), the MFMA's own lane map.
 K_PACK = 16 // WEIGHT_BYTES  # K elements per 16-byte lane load
-K_BLOCK = 32  # K elements per preshuffled block
+K_BLOCK = 32  # K elements a wave's 16 B/lane load covers in a 16-row group
 K_BLOCKS = TILE_K // K_BLOCK  # blocks per K tile: one 16 B/lane load each per 16-row group
-BLOCK_BYTES = 16 * K_BLOCK * WEIGHT_BYTES  # one 16-row x K_BLOCK block (1 KiB for 16-bit)
+BLOCK_BYTES = 16 * K_BLOCK * WEIGHT_BYTES  # one 16-row x K_BLOCK block (1 KiB)
 
 # The activation tile [TILE_M, TILE_K] is staged in LDS once per workgroup (not once per
 # wave), double-buffered: each thread copies A_LOADS chunks of A_CHUNK bytes per K tile.
@@ -416,7 +416,7 @@ def moe_stage1(
     *,
     topk: int,
 ) -> torch.Tensor:
-    """Stage 1 on the current device: returns out [tokens, topk, inter] in x's dtype."""
+    """Stage 1 on the current device: returns out [tokens, topk, inter] in VARIANT["out_dtype"]."""
     return launch.run_plan(
         prepare(
             x, w1, sorted_token_ids, sorted_weights, sorted_expert_ids, num_valid_ids, topk=topk

@@ -106,6 +106,7 @@ VARIANT_KEYS = (
     "backend",
     "configs",
     "floors",
+    "k_unroll",
 )
 AXES = (
     "dtype",
@@ -250,6 +251,9 @@ class Variant:
     # ISA counter floors `moegen verify` holds the variant to (moegen.spec.floors), in
     # moegen.core.vocabulary.FLOORS order; not rendered into the kernel.
     floors: tuple[tuple[str, float], ...] = field(default=(), compare=False, repr=False)
+    # The K loop's unroll directive (variants.yaml `k_unroll`): None lets LLVM decide; 1 keeps
+    # the loop a loop (FlyDSL range(..., unroll=1)), N unrolls it N times.
+    k_unroll: int | None = None
 
     # --- paths: derived from the name in this one place ---------------------------------
     @property

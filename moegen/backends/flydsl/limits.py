@@ -104,6 +104,11 @@ def check_tiles(v: Any) -> list[str]:
         )
     if v.tile_m > 0 and v.tile_m % MFMA_ROWS == 0 and v.tile_k > 0 and v.tile_k % kb == 0:
         problems += _staging_problems(v)
+    if v.dtype.scales and (v.split_k != 1 or (v.stage == 2 and v.out_dtype != "float32")):
+        problems.append(
+            "a scaled dtype's epilogue is generated for split_k 1 and a float32 stage-2 output "
+            "only (split-K partials and 16-bit stage-2 epilogues do not apply scales yet)"
+        )
     if v.split_k < 1:
         problems.append(f"split_k={v.split_k} must be >= 1")
     if v.stage == 2 and v.split_k != 1:

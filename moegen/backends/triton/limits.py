@@ -42,6 +42,8 @@ def check_tiles(v: Any) -> list[str]:
             f"(dtype {v.dtype.name!r}: {v.dtype.activation_bits}/{v.dtype.weight_bits}-bit, "
             f"scales {[s.kind for s in v.dtype.scales]})"
         )
+    if getattr(v, "k_unroll", None):
+        problems.append("k_unroll is a directive of the FlyDSL K loop; Triton variants take none")
     if v.split_k < 1:
         problems.append(f"split_k={v.split_k} must be >= 1")
     if v.stage == 2 and v.split_k != 1:
