@@ -24,6 +24,7 @@ def tiles(**over):
             weight_bits=16,
             activation_bits=16,
             packing=1,
+            scales=(),
             mfma={"gfx942": mfma(16), "gfx950": mfma(32)},
         ),
     )
@@ -65,10 +66,15 @@ def test_preshuffled_k_loop_limits():
         weight_bits=8,
         activation_bits=8,
         packing=1,
+        scales=("per_token", "per_channel"),
         mfma={"gfx942": mfma(32, "i64", 1), "gfx950": mfma(32, "i64", 1)},
     )
     assert check_tiles(tiles(dtype=fp8, tile_m=32)) == []
     assert check_tiles(tiles(dtype=fp8, tile_m=128, tile_k=64)) == []  # 64-byte rows, row % 4
+    # scales are applied in the split_k 1 epilogues and the float32 stage-2 one only
+    scaled_only = "a scaled dtype's epilogue is generated for split_k 1 and a float32 stage-2"
+    assert scaled_only in check_tiles(tiles(dtype=fp8, tile_m=32, split_k=2))[0]
+    assert scaled_only in check_tiles(tiles(dtype=fp8, tile_m=32, stage=2, out_dtype="bfloat16"))[0]
     assert check_tiles(tiles(dtype=fp8, tile_m=32, tile_k=32)) == [
         "tile_k=32 must be a positive multiple of 64 (the preshuffled K block of 8-bit weights)"
     ]
