@@ -25,7 +25,8 @@ def variant(stage=1, addressing="whole_tensor", bits=16, split_k=1, **kw):
         "act_bits": 16,
         "weight_bits": bits,
         "weight_pack": 1,
-        "out_bits": 32,
+        # stage 1 stores in the activation dtype (an unscaled dtype has no 16-bit intermediate)
+        "out_bits": 32 if stage == 2 else kw.get("act_bits", 16),
         "preferred": False,
     }
     v.update(kw)

@@ -20,12 +20,12 @@ def variant(stage=1, addressing="per_expert", split_k=1, **over):
         tile_n=64,
         tile_k=64,
         doweight=False,
-        out_dtype="float32",
+        out_dtype="bfloat16" if stage == 1 else "float32",
         archs=["gfx942", "gfx950"],
         act_bits=16,
         weight_bits=16,
         weight_pack=1,
-        out_bits=32,
+        out_bits=16 if stage == 1 else 32,  # stage 1 stores in the activation dtype
         preferred=True,
     )
     v.update(over)

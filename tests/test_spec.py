@@ -127,6 +127,28 @@ CASES = {
         "    split_k: [1, 2]\n    floors: {mfma_per_load: fast, spills: -1}\n",
     ),
     "floors_not_a_mapping": _sub("    tile: {m: 32}", "    tile: {m: 32}\n    floors: 6"),
+    # Scales, accumulator and intermediate: every problem at its own position; kinds the
+    # vocabulary knows but the FlyDSL templates do not implement are refused where declared.
+    "bad_scales": _sub(
+        "    scales: []\n",
+        "    scales:\n"
+        "      - {kind: per_tokn, dtype: float32, applied: epilogue}\n"
+        "      - per_channel\n"
+        "      - {kind: per_channel, dtype: float16, applied: epilog}\n"
+        "      - {kind: per_channel, applied: epilogue, group: 32}\n"
+        "      - {kind: per_group, dtype: float32, applied: weights}\n",
+    ),
+    "unsupported_scales": _sub(
+        "    scales: []\n",
+        "    scales:\n"
+        "      - {kind: per_group, dtype: float32, applied: weights, group: 32}\n"
+        "      - {kind: smoothing, dtype: float32, applied: epilogue}\n"
+        "      - {kind: per_channel, dtype: float32, applied: weights}\n"
+        "      - {kind: per_token, dtype: float32, applied: epilogue}\n"
+        "      - {kind: per_token, dtype: float32, applied: epilogue}\n",
+    ),
+    "bad_accumulator": _sub("    packing: 1\n", "    packing: 1\n    accumulator: i32\n    intermediate: bf16\n"),
+    "unknown_accumulator": _sub("    packing: 1\n", "    packing: 1\n    accumulator: f64\n"),
     "empty_file": lambda t: "",
     "top_level_list": lambda t: "- a\n- b\n",
     "many_errors_at_once": lambda t: _sub("  - dtype: [bf16]\n", "  - dtype: [bf16, int3]\n")(

@@ -97,25 +97,26 @@ WEIGHT_BYTES = WEIGHT_BITS // 8
 # 16-row x K_BLOCK block is contiguous, and a wave's 16 B/lane load at byte 16 * lane of it
 # gives lane l row l % 16, K [(l // 16) * K_PACK, +K_PACK), the MFMA's own lane map.
 K_PACK = 16 // WEIGHT_BYTES  # K elements per 16-byte lane load
-K_BLOCK = 32  # K elements per preshuffled block
+K_BLOCK = 32  # K elements a wave's 16 B/lane load covers in a 16-row group
 K_BLOCKS = TILE_K // K_BLOCK  # blocks per K tile: one 16 B/lane load each per 16-row group
-BLOCK_BYTES = 16 * K_BLOCK * WEIGHT_BYTES  # one 16-row x K_BLOCK block (1 KiB for 16-bit)
+BLOCK_BYTES = 16 * K_BLOCK * WEIGHT_BYTES  # one 16-row x K_BLOCK block (1 KiB)
 
 # The activation tile [TILE_M, TILE_K] is staged in LDS once per workgroup (not once per
 # wave), double-buffered: each thread copies A_LOADS chunks of A_CHUNK bytes per K tile.
-# 16-byte units of a row are XOR-swizzled by (row % 8) so a wave's ds_read of 16 rows spreads
+# 16-byte units of a row are XOR-swizzled by (row % SWIZZLE) so a wave's ds_read of 16 rows spreads
 # over the banks.
 A_TILE_BYTES = TILE_M * TILE_K * ACT_BYTES
 A_ROW_BYTES = TILE_K * ACT_BYTES
 A_CHUNK = 16 if A_TILE_BYTES % (THREADS * 16) == 0 else 8  # bytes per staging load
 A_CHUNKS_PER_ROW = A_ROW_BYTES // A_CHUNK
 A_LOADS = A_TILE_BYTES // (THREADS * A_CHUNK)
+SWIZZLE = min(8, A_ROW_BYTES // 16)  # rows permuted per swizzle period (8 once a row has 8 units)
 
 # moe_sorting packs each sorted row as (topk slot << 24) | token; padding rows hold token == tokens.
 TOKEN_BITS = 24
 TOKEN_MASK = (1 << TOKEN_BITS) - 1
 
-OUT_BYTES = ACT_BITS // 8  # the output has the activation dtype
+OUT_BYTES = 16 // 8  # the output has the activation dtype (bfloat16)
 
 # The MFMA each declared arch uses for bf16 (from variants.yaml).
 MFMA_BY_ARCH = {
@@ -138,7 +139,7 @@ def a_staging(ids_rsrc, row0, tokens, row_elems, k_begin):
         # Padding rows (token == tokens) stage token 0's row instead: harmless, never stored.
         row = row_elems((token < tokens).select(token, 0), packed)
         src.append((row + k_begin) * ACT_BYTES + byte)
-        dst.append(r * A_ROW_BYTES + (((byte // 16) ^ (r % 8)) * 16) + byte % 16)
+        dst.append(r * A_ROW_BYTES + (((byte // 16) ^ (r % SWIZZLE)) * 16) + byte % 16)
     return src, dst
 
 
@@ -148,7 +149,7 @@ def a_reads(lane_row, k_group):
     for mi in range(M_SUBTILES):
         r = mi * 16 + lane_row
         unit = [(j * K_BLOCK + k_group * K_PACK) * ACT_BYTES // 16 for j in range(K_BLOCKS)]
-        out.append([r * A_ROW_BYTES + ((u ^ (r % 8)) * 16) for u in unit])
+        out.append([r * A_ROW_BYTES + ((u ^ (r % SWIZZLE)) * 16) for u in unit])
     return out
 
 
@@ -371,7 +372,9 @@ def prepare(
         act_dtypes=ACT_DTYPES,
         weight_dtypes=WEIGHT_DTYPES,
     )
-    out = torch.empty(dims.tokens, topk, dims.inter, dtype=x.dtype, device=x.device)
+    out = torch.empty(
+        dims.tokens, topk, dims.inter, dtype=getattr(torch, VARIANT["out_dtype"]), device=x.device
+    )
     return launch.LaunchPlan(
         pre=(),
         kernels=(
@@ -397,7 +400,7 @@ def moe_stage1(
     *,
     topk: int,
 ) -> torch.Tensor:
-    """Stage 1 on the current device: returns out [tokens, topk, inter] in x's dtype."""
+    """Stage 1 on the current device: returns out [tokens, topk, inter] in VARIANT["out_dtype"]."""
     return launch.run_plan(
         prepare(
             x, w1, sorted_token_ids, sorted_weights, sorted_expert_ids, num_valid_ids, topk=topk

@@ -147,13 +147,14 @@ def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
                     per_inter=_bytes(t * k * 2, F32_BITS),
                 )
             )
+        ob = v["out_bits"]  # the activation dtype, or the dtype's 16-bit intermediate
         out.append(
             TensorSpan(
                 "out",
                 (t, k, i),
                 "whole tensor",
-                _bytes(t * k * i, ab),
-                per_inter=_bytes(t * k, ab),
+                _bytes(t * k * i, ob),
+                per_inter=_bytes(t * k, ob),
             )
         )
     else:
@@ -188,6 +189,7 @@ def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
                 )
             )
         out.append(TensorSpan("out", (t, d), "whole tensor", _bytes(t * d, v["out_bits"])))
+    out += _scale_spans(v, p)
     for name in ("sorted_token_ids", "sorted_weights"):
         out.append(TensorSpan(name, (rows,), "whole tensor", _bytes(rows, ID_BITS)))
     n_blocks = math.ceil(rows / v["tile_m"])
@@ -197,9 +199,47 @@ def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
     return [_for_backend(v, s, _elem_bits(v, s.tensor)) for s in out]
 
 
+def _scale_spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
+    """The scale tensors a scaled dtype declares (VARIANT["scales"]), each float32:
+    per_token [rows of the activation] through one resource; per_channel [E, N] like the
+    weight it scales: one expert's row of N scales from a 64-bit expert base in per_expert
+    variants, one resource over all experts in whole_tensor ones."""
+    e, d, i, t, k = p.experts, p.model_dim, p.inter, p.tokens, p.topk
+    stage1 = v["stage"] == 1
+    out = []
+    for scale in v.get("scales", ()):
+        if scale["kind"] == "per_token":
+            rows = t if stage1 else t * k
+            out.append(
+                TensorSpan(
+                    f"{'x' if stage1 else 'a2'}_scale", (rows,), "whole tensor", _bytes(rows, F32_BITS)
+                )
+            )
+        elif scale["kind"] == "per_channel":
+            n = 2 * i if stage1 else d
+            per_expert = v["addressing"] == "per_expert"
+            span = _bytes(n if per_expert else e * n, F32_BITS)
+            out.append(
+                TensorSpan(
+                    f"w{v['stage']}_scale",
+                    (e, n),
+                    "one expert's slab" if per_expert else "whole tensor",
+                    span,
+                    per_inter=span // i if stage1 else 0,
+                )
+            )
+        else:  # the spec refuses the others (moegen.core.vocabulary.TEMPLATE_SCALES)
+            raise ValueError(f"{v['name']}: no address model for a {scale['kind']} scale")
+    return out
+
+
 def _elem_bits(v: Mapping[str, Any], tensor: str) -> int:
     """The element width of one of spans()' tensors (what i32 element offsets count)."""
-    if tensor in ("x", "a2") or (tensor == "out" and v["stage"] == 1):
+    if tensor.endswith("_scale"):
+        return F32_BITS
+    if tensor == "out" and v["stage"] == 1:
+        return v["out_bits"]
+    if tensor in ("x", "a2"):
         return v["act_bits"]
     if tensor.startswith("w"):
         return v["weight_bits"] * v.get("weight_pack", 1)  # offsets count storage elements
@@ -336,7 +376,7 @@ def sweep(
         w = next(
             s
             for s in spans(v, Problem(experts, model_dim, inter, tokens, topk))
-            if s.tensor.startswith("w")
+            if s.tensor in ("w1", "w2")
         )
         out.append(
             SweepPoint(
@@ -454,7 +494,7 @@ def boundary_cases(
     for label, inter, e, k in points:
         for tlabel, tokens in token_counts.items():
             p = Problem(e, model_dim, inter, tokens, k)
-            w = next(s for s in spans(v, p) if s.tensor.startswith("w"))
+            w = next(s for s in spans(v, p) if s.tensor in ("w1", "w2"))
             cases.append(
                 BoundaryCase(
                     label,

@@ -39,6 +39,33 @@ WEIGHT_LAYOUTS = ("preshuffle_16x16",)
 """How expert weights are stored: preshuffle_16x16 is aiter's shuffle_weight(w, (16, 16)), 16-row
 x 16-byte groups (moegen.runtime.preshuffle), the layout upstream's kernels consume."""
 
+SCALE_KINDS = {
+    "per_token": "activation",
+    "per_channel": "weight",
+    "per_group": "weight",
+    "smoothing": "activation",
+}
+"""The scale kinds a dtype may declare (variants.yaml `dtypes.<d>.scales[].kind`) and the operand
+each scales. Shapes: per_token [rows] (one per activation row: stage 1 a token, stage 2 a
+(token, slot) row); per_channel [E, N] (one per expert output channel); per_group [E, N, K / group]
+(`group:` elements along K); smoothing [E, K] (int8smooth: a per-expert factor on activations
+before their per-token quantization)."""
+
+SCALE_APPLIED = ("epilogue", "weights")
+"""Where a scale is applied: `epilogue` multiplies the f32 accumulator (per row and column)
+before the activation function / routing weight; `weights` dequantizes weights in registers
+(per group, before the MFMA)."""
+
+TEMPLATE_SCALES = (("per_token", "epilogue"), ("per_channel", "epilogue"))
+"""(kind, applied) pairs the FlyDSL templates implement; the spec refuses the others at their
+position (declarable in the vocabulary, not yet generated)."""
+
+ACCUMULATORS = {"f32": "float32", "i32": "int32"}
+"""An MFMA accumulator type (dtypes.<d>.accumulator) -> the torch dtype of its raw values:
+f32 for float MFMAs (bf16, f16, fp8), i32 for the integer ones (i8)."""
+TEMPLATE_ACCUMULATORS = ("f32",)
+"""Accumulator types the FlyDSL templates implement (i32: not yet)."""
+
 BACKENDS = ("flydsl", "triton")
 """The kernel languages a variant may be generated in (variants.yaml's `backend` axis); each is a
 subpackage of moegen.backends."""
@@ -67,6 +94,21 @@ fewest full drains in the K loop, the fewest spills). kib_in_flight bounds the m
 
 # ---- sizes -----------------------------------------------------------------------------------
 GIB = 2**30
+
+
+@dataclass(frozen=True)
+class Scale:
+    """One declared scale tensor of a dtype (variants.yaml `dtypes.<d>.scales`)."""
+
+    kind: str  # a SCALE_KINDS key
+    dtype: str  # torch dtype of the scale values (float32)
+    applied: str  # one of SCALE_APPLIED
+    group: int = 0  # per_group: elements along K sharing one scale
+
+    @property
+    def operand(self) -> str:
+        """"activation" or "weight": which operand the scale belongs to."""
+        return SCALE_KINDS[self.kind]
 
 
 @dataclass(frozen=True)

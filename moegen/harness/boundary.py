@@ -32,8 +32,8 @@ import torch
 
 from moegen.core.address_model import TOKEN_COUNTS, BoundaryCase
 from moegen.core.vocabulary import TOKEN_BITS, TOKEN_MASK
-from moegen.harness import execute, verdict
-from moegen.runtime import reference, routing
+from moegen.harness import execute, scaled, verdict
+from moegen.runtime import launch, reference, routing
 
 
 @dataclass(frozen=True)
@@ -96,10 +96,17 @@ def _covered(v: dict, case: BoundaryCase, sorted_routing, n_total: int) -> Cover
     return Covered(rows, cols, n_blocks, m_blocks, v["split_k"])
 
 
-def _fill(t: torch.Tensor, index: tuple, gen: torch.Generator, std: float) -> None:
-    """t[index] = N(0, std^2) samples, touching only those elements (index may be advanced)."""
+def _fill(
+    t: torch.Tensor,
+    index: tuple,
+    gen: torch.Generator,
+    std: float,
+    scale: torch.Tensor | None = None,
+) -> None:
+    """t[index] = N(0, std^2) samples, touching only those elements (index may be advanced);
+    quantized per row into scale[index] when the operand has a scale (moegen.harness.scaled)."""
     shape = torch.empty(t.shape, device="meta")[index].shape
-    t[index] = verdict.randn(shape, gen, std).to(t.device, t.dtype)
+    scaled.fill(t, scale, index, verdict.randn(shape, gen, std))
 
 
 def _all_rows(sorted_routing, tokens: set[int]) -> list[tuple[int, int, int, float]]:
@@ -146,18 +153,27 @@ def run_case(
     if v["stage"] == 1:
         w = torch.empty(E, 2 * inter, D, dtype=wdt, device=device)  # virtual until filled
         x = torch.empty(T, D, dtype=act, device=device)
-        _fill(x, (torch.tensor(sorted({0} | checked_tokens)),), gen, verdict.ACT_STD)
+        sc = scaled.Scales(v, x, w)  # a scaled dtype's scale tensors (else none)
+        _fill(x, (torch.tensor(sorted({0} | checked_tokens)),), gen, verdict.ACT_STD, sc.act)
         for e in routed:
-            _fill(w, (e, cov.cols), gen, verdict.weight_std(D))
-            _fill(w, (e, cov.cols + inter), gen, verdict.weight_std(D))
-        plan = module.prepare(x, _stored(v, w, routed, cov, inter), *on_device, topk=K)
+            _fill(w, (e, cov.cols), gen, verdict.weight_std(D), sc.weight)
+            _fill(w, (e, cov.cols + inter), gen, verdict.weight_std(D), sc.weight)
+        stored = _stored(v, w, routed, cov, inter)
+        plan = module.prepare(x, stored, *on_device, topk=K, **sc.kwargs())
         out, ambiguous = _execute(plan, executor, arch, cov)
         got = torch.stack([out[t, s, cov.cols].float() for t, s, _, _ in cov.rows])
         ref = []
-        gates = {e: w[e, cov.cols].float().cpu() for e in {e for _, _, e, _ in cov.rows}}
-        ups = {e: w[e, cov.cols + inter].float().cpu() for e in gates}
+        ws = sc.weight
+
+        def w_rows(e: int, cols: torch.Tensor) -> torch.Tensor:
+            return scaled.dequantized(w[e, cols], None if ws is None else ws[e, cols])
+
+        # each expert's rows converted once; the reference reads dequantized values (plain
+        # ones for an unscaled dtype)
+        gates = {e: w_rows(e, cov.cols) for e in {e for _, _, e, _ in cov.rows}}
+        ups = {e: w_rows(e, cov.cols + inter) for e in gates}
         for t, s, e, rw in cov.rows:
-            xf = x[t].float().cpu()
+            xf = scaled.dequantized(x[t], None if sc.act is None else sc.act[t])
             gate, up = gates[e] @ xf, ups[e] @ xf
             h = reference.gated(gate, up)
             ref.append(h * rw if v["doweight"] else h)
@@ -167,17 +183,23 @@ def run_case(
         return _judge(got, ref_rows, keys, out.dtype, w, ambiguous, sorted_routing, v, checked)
     w = torch.empty(E, D, inter, dtype=wdt, device=device)
     a2 = torch.empty(T * K, inter, dtype=act, device=device)
+    sc = scaled.Scales(v, a2, w)
     a2_rows = torch.tensor(sorted({0} | {t * K + s for t, s, _, _ in rows}))
-    _fill(a2, (a2_rows,), gen, verdict.ACT_STD)
+    _fill(a2, (a2_rows,), gen, verdict.ACT_STD, sc.act)
     for e in routed:
-        _fill(w, (e, cov.cols), gen, verdict.weight_std(inter))
-    plan = module.prepare(a2, _stored(v, w, routed, cov, None), *on_device, topk=K)
+        _fill(w, (e, cov.cols), gen, verdict.weight_std(inter), sc.weight)
+    plan = module.prepare(a2, _stored(v, w, routed, cov, None), *on_device, topk=K, **sc.kwargs())
     out, ambiguous = _execute(plan, executor, arch, cov)
     ref: dict[int, torch.Tensor] = {}
     experts: dict[int, list[int]] = {}
-    w_rows = {e: w[e, cov.cols].float().cpu() for e in {e for _, _, e, _ in rows}}
+    w_deq = {
+        e: scaled.dequantized(w[e, cov.cols], None if sc.weight is None else sc.weight[e, cov.cols])
+        for e in {e for _, _, e, _ in rows}
+    }
     for t, s, e, rw in rows:
-        contrib = (w_rows[e] @ a2[t * K + s].float().cpu()) * rw
+        r = t * K + s
+        a2f = scaled.dequantized(a2[r], None if sc.act is None else sc.act[r])
+        contrib = (w_deq[e] @ a2f) * rw
         ref[t] = ref.get(t, 0) + contrib
         experts.setdefault(t, []).append(e)
     toks = sorted(ref)
@@ -230,6 +252,7 @@ def _judge(
         out_dtype=out_dtype,
         slab_bytes=verdict.slab_bytes(weight),
         ambiguous=touching,
+        accumulation=verdict.accumulation_rtol(v),
     )
 
 
@@ -254,7 +277,7 @@ def guard_message(module: ModuleType, case: BoundaryCase, *, model_dim: int, arc
         )
         entry = module.moe_stage2
     try:
-        entry(*operands, *sorted_routing, topk=K)
+        entry(*operands, *sorted_routing, topk=K, **launch.empty_scales(v, *operands))
     except ValueError as exc:
         return str(exc)
     raise AssertionError(f"{v['name']} accepted {case.id}, which its 32-bit offsets cannot address")

@@ -42,7 +42,7 @@ import torch
 
 from moegen.backends.flydsl.audit import MLIR_GLOB
 from moegen.core.vocabulary import TOKEN_BITS, TOKEN_MASK, cache_home
-from moegen.harness import verdict
+from moegen.harness import scaled, verdict
 from moegen.runtime import preshuffle, reference, routing
 from moegen.runtime.launch import KernelCall, LaunchPlan, run_plan
 from moegen.runtime.modules import load_module
@@ -285,6 +285,8 @@ class KernelCase:
     sorted_routing: tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]
     reference: torch.Tensor
     stored_weight: torch.Tensor
+    # a scaled dtype's scale tensors, by prepare() keyword (moegen.harness.scaled); else empty
+    scales: dict[str, torch.Tensor] = field(default_factory=dict)
 
     @property
     def routed_experts(self) -> list[int]:
@@ -293,7 +295,7 @@ class KernelCase:
     def plan(self) -> LaunchPlan:
         """The module's launch plan (validates, incl. the 32-bit guards; raises ValueError)."""
         return self.module.prepare(
-            self.act, self.stored_weight, *self.sorted_routing, topk=self.topk
+            self.act, self.stored_weight, *self.sorted_routing, topk=self.topk, **self.scales
         )
 
     def cos_dist(
@@ -347,6 +349,7 @@ class KernelCase:
             out_dtype=result.dtype,
             slab_bytes=verdict.slab_bytes(self.weight),
             ambiguous=touching,
+            accumulation=verdict.accumulation_rtol(self.module.VARIANT),
         )
 
     def covered(self, only_wgs: Iterable[tuple[int, ...]]) -> torch.Tensor:
@@ -421,21 +424,26 @@ def make_case(
     stage1 = variant["stage"] == 1
     rows, k = (2 * inter, model_dim) if stage1 else (model_dim, inter)
     act_shape = (tokens, model_dim) if stage1 else (tokens * topk, inter)
-    act = verdict.randn(act_shape, gen, verdict.ACT_STD).to(act_dtype)
+    act = torch.empty(act_shape, dtype=act_dtype)
     std = verdict.weight_std(k)
     used = sorted(topk_ids.unique().tolist())
     weight = torch.empty(experts, rows, k, dtype=weight_dtype)
+    sc = scaled.Scales(variant, act, weight)  # a scaled dtype quantizes per row (else a cast)
+    scaled.fill(act, sc.act, (slice(None),), verdict.randn(act_shape, gen, verdict.ACT_STD))
     stored = torch.empty_like(weight)
     for e in used if lazy_weights else range(experts):  # one slab at a time: no fp32 copy
-        weight[e] = verdict.randn((rows, k), gen, std).to(weight_dtype)
+        scaled.fill(weight, sc.weight, (e,), verdict.randn((rows, k), gen, std))
         store_weight(variant, stored, weight, e, range(rows))
 
+    act_ref = scaled.dequantized(act, sc.act)  # the reference reads dequantized values
     if stage1:
-        ref = reference.stage1(act, weight, topk_ids, topk_weights if variant["doweight"] else None)
+        weighting = topk_weights if variant["doweight"] else None
+        ref = reference.stage1(act_ref, weight, topk_ids, weighting, w_scale=sc.weight)
     else:
-        ref = reference.stage2(act, weight, topk_ids, topk_weights)
+        ref = reference.stage2(act_ref, weight, topk_ids, topk_weights, w_scale=sc.weight)
     return KernelCase(
-        module, arch, act, weight, topk, topk_ids, topk_weights, sorted_routing, ref, stored
+        module, arch, act, weight, topk, topk_ids, topk_weights, sorted_routing, ref, stored,
+        sc.kwargs(),
     )
 
 

@@ -59,6 +59,23 @@ UNIT_ROUNDOFF = {"bfloat16": 2.0**-8, "float16": 2.0**-11, "float32": 2.0**-24}
 ACCUMULATION_RTOL = 2.0**-12
 """(b) relative to max|ref row|, with a 100x margin (2.4e-4)."""
 
+SCALED_EPILOGUE_RTOL = 2.0**-20
+"""Added to (b) for a scaled dtype (fp8 per-token x per-channel). The reference reads the
+DEQUANTIZED operands, so quantization error is not in the comparison at all: fp8 x fp8
+products are exact in the MFMA and summed in fp32 as for bf16. What the kernel adds is its
+epilogue, acc * act_scale[row] * w_scale[e, col], two more fp32 roundings per output where the
+reference rounds once per dequantized element (K of them, averaging out): a few units of
+2**-24 of the element. 2**-20 (16 ulps of fp32, 1e-6) bounds that with margin; it is far
+below (b) itself. A dropped scale leaves a row off by a factor max(fp8) / amax(row) (tens:
+the recipe's rows reach a few units against 240 / 448), a doubled one by 2: both fail."""
+
+
+def accumulation_rtol(variant: Any) -> float:
+    """(b) for a generated module's VARIANT: ACCUMULATION_RTOL, plus SCALED_EPILOGUE_RTOL when
+    its dtype declares scales."""
+    return ACCUMULATION_RTOL + (SCALED_EPILOGUE_RTOL if variant.get("scales") else 0.0)
+
+
 ATOL = 1e-4
 """Absolute floor of the max-abs-error bound: ten times the absolute size of (b), so a row
 whose reference is small by chance is not failed by fp32 summation noise."""

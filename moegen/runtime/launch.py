@@ -322,6 +322,7 @@ def validate(
     topk: int,
     act_dtypes: Mapping[str, str],
     weight_dtypes: Mapping[str, str],
+    scales: Optional[Mapping[str, torch.Tensor]] = None,
 ) -> MoeDims:
     """Check a generated module's operands for its stage (variant["stage"]); ValueError lists
     every problem. Stage 1: x [tokens, model_dim], w1 [E, 2*inter, model_dim]; stage 2:
@@ -358,10 +359,76 @@ def validate(
             f"(24-bit token field of sorted_token_ids); {fix}"
         )
     _check_routing(problems, variant, *routing_tensors, tokens=tokens, topk=topk, experts=experts)
+    _check_scales(problems, variant, scales or {}, act, w)
     dims = MoeDims(experts, model_dim, inter, tokens, topk, _blocks(routing_tensors[2]))
     _check_limits(problems, variant, dims)
     _raise(variant, problems)
     return dims
+
+
+@dataclass(frozen=True)
+class ScaleLayout:
+    """One declared scale tensor as prepare() takes it."""
+
+    kind: str  # per_token | per_channel (moegen.core.vocabulary.SCALE_KINDS)
+    dtype: str
+    shape: list[int]
+    layout: str  # how messages describe the shape
+
+
+def scale_layouts(
+    variant: Mapping[str, Any], act_shape: tuple[int, ...], w_shape: tuple[int, ...]
+) -> dict[str, ScaleLayout]:
+    """The scale tensors the variant's dtype declares (VARIANT["scales"]), by property:
+    prepare()'s keyword -> its layout. A per_token scale has one value per activation row
+    (stage 1: token; stage 2: (token, slot) row), a per_channel one [E, N] over the weight's
+    first two dims."""
+    act_name, _, w_name, _, _ = _STAGES[variant["stage"]]
+    out = {}
+    for scale in variant.get("scales", ()):
+        kind, dtype = scale["kind"], scale["dtype"]
+        if kind == "per_token":
+            out[f"{act_name}_scale"] = ScaleLayout(kind, dtype, [act_shape[0]], f"[rows of {act_name}]")
+        elif kind == "per_channel":
+            out[f"{w_name}_scale"] = ScaleLayout(
+                kind, dtype, list(w_shape[:2]), f"[experts, rows of {w_name}]"
+            )
+        else:  # the spec refuses the others (moegen.core.vocabulary.TEMPLATE_SCALES)
+            raise ValueError(f"{variant['name']}: no layout for a {scale['kind']} scale")
+    return out
+
+
+def empty_scales(
+    variant: Mapping[str, Any], act: torch.Tensor, w: torch.Tensor
+) -> dict[str, torch.Tensor]:
+    """torch.empty scale tensors of the declared layouts (compile-only runs: shapes suffice)."""
+    return {
+        name: torch.empty(s.shape, dtype=getattr(torch, s.dtype), device=act.device)
+        for name, s in scale_layouts(variant, tuple(act.shape), tuple(w.shape)).items()
+    }
+
+
+def _check_scales(
+    problems: list[str],
+    variant: Mapping[str, Any],
+    scales: Mapping[str, torch.Tensor],
+    act: torch.Tensor,
+    w: torch.Tensor,
+) -> None:
+    """Each declared scale (scale_layouts) is given, float32, contiguous, of its shape."""
+    expected = scale_layouts(variant, tuple(act.shape), tuple(w.shape))
+    for name in sorted(set(scales) - set(expected)):
+        problems.append(f"{name}: this variant's dtype declares no such scale")
+    for name, s in expected.items():
+        t = scales.get(name)
+        if t is None:
+            problems.append(f"{name}: missing; the dtype declares a {s.dtype} {s.layout} scale")
+            continue
+        if _check_tensor(problems, name, t, ndim=len(s.shape), dtypes=(s.dtype,), expected=s.layout):
+            if list(t.shape) != s.shape:
+                problems.append(f"{name}: expected shape {s.shape} {s.layout}, got {list(t.shape)}")
+            if t.device != act.device:
+                problems.append(f"{name}: on {t.device}, the operands on {act.device}")
 
 
 def _blocks(sorted_expert_ids: torch.Tensor) -> int:
@@ -403,8 +470,11 @@ __all__ = [
     "KernelCall",
     "LaunchPlan",
     "MoeDims",
+    "ScaleLayout",
     "TorchStep",
+    "empty_scales",
     "reduce_split_k",
+    "scale_layouts",
     "reduce_topk",
     "run_plan",
     "unsafe_skip_address_guards",

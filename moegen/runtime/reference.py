@@ -18,12 +18,15 @@ def stage1(
     w1: torch.Tensor | Quantized,
     topk_ids: torch.Tensor,
     topk_weights: torch.Tensor | None = None,
+    w_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """out[t, s, :] = silu(x[t] . Wg[e]^T) * (x[t] . Wu[e]^T) (* topk_weights[t, s] if given), fp32.
 
     x [tokens, model_dim], or [tokens, topk, model_dim] with its own row per (token, slot)
     (x[t, s] replaces x[t]: int8smooth's expanded activations); w1 [E, 2 * inter, model_dim]
     (gate rows, then up rows), a tensor or a quant.Quantized (each slab dequantized when read);
+    w_scale [E, 2 * inter]: a quantized w1 tensor's per-output-channel scales, each slab then
+    dequantized (w1[e] * w_scale[e, :, None]) as it is read; x is passed dequantized.
     topk_ids [tokens, topk] with e = topk_ids[t, s]. Only the routed experts' slabs are read,
     one at a time in fp32, so a lazily filled (torch.empty) w1 of any size costs one slab.
     """
@@ -33,11 +36,18 @@ def stage1(
     out = torch.zeros(tokens, topk, inter, dtype=torch.float32, device=x.device)
     for e in topk_ids.unique().tolist():
         t, s = (topk_ids == e).nonzero(as_tuple=True)
-        h = (xf[t, s] if xf.dim() == 3 else xf[t]) @ w1[e].float().T
+        h = (xf[t, s] if xf.dim() == 3 else xf[t]) @ _slab(w1, e, w_scale).T
         out[t, s] = gated(h[:, :inter], h[:, inter:])
     if topk_weights is not None:
         out = out * topk_weights.float().unsqueeze(-1)
     return out
+
+
+def _slab(w: torch.Tensor | Quantized, e: int, w_scale: torch.Tensor | None) -> torch.Tensor:
+    """Expert e's weight slab in fp32 (a Quantized dequantizes it), scaled by its per-row
+    scales when given."""
+    slab = w[e].float()
+    return slab if w_scale is None else slab * w_scale[e].float().unsqueeze(1)
 
 
 def stage2(
@@ -45,18 +55,21 @@ def stage2(
     w2: torch.Tensor | Quantized,
     topk_ids: torch.Tensor,
     topk_weights: torch.Tensor,
+    w_scale: torch.Tensor | None = None,
 ) -> torch.Tensor:
     """out[t, :] = sum_s (a2[t, s] . W2[e]^T) * topk_weights[t, s], fp32.
 
     a2 [tokens, topk, inter] or [tokens * topk, inter]; w2 [E, model_dim, inter] (a tensor or
-    a quant.Quantized). Like stage1, reads only the routed experts' slabs, one at a time.
+    a quant.Quantized). Like stage1, reads only the routed experts' slabs, one at a time
+    (dequantized by w_scale [E, model_dim] when given; a2 is passed dequantized).
     """
     tokens, topk = topk_ids.shape
     af = a2.float().reshape(tokens, topk, -1)
     out = torch.zeros(tokens, w2.shape[1], dtype=torch.float32, device=a2.device)
     for e in topk_ids.unique().tolist():
         t, s = (topk_ids == e).nonzero(as_tuple=True)
-        out.index_add_(0, t, (af[t, s] @ w2[e].float().T) * topk_weights.float()[t, s].unsqueeze(1))
+        rows = (af[t, s] @ _slab(w2, e, w_scale).T) * topk_weights.float()[t, s].unsqueeze(1)
+        out.index_add_(0, t, rows)
     return out
 
 

@@ -58,6 +58,7 @@ BUILTIN_DEFAULTS = {
     "backend": DEFAULT_BACKEND,
     "configs": None,
     "floors": None,
+    "k_unroll": None,
 }
 
 
@@ -146,6 +147,11 @@ class _Expander:
             return len(errs) == n0
         if key == "floors":
             return check_floors(value, loc, errs)
+        if key == "k_unroll":
+            if expect_int(value, loc, "k_unroll", errs) and value < 1:
+                self.error(loc, f"k_unroll must be >= 1, got {value}", "write k_unroll: 1 (keep the K loop a loop)")
+                return False
+            return True
         raise AssertionError(key)
 
     def check_fields(self, m: LMap, keys: Iterable[str]) -> bool:
@@ -322,6 +328,7 @@ class _Expander:
             backend=merged["backend"],
             configs=tuple(TileRegime(*(c[k] for k in CONFIG_KEYS)) for c in (configs or ())),
             arch_vendors={a: spec.archs[a].vendor for a in merged["archs"]},
+            k_unroll=merged["k_unroll"],
             floors=merge_floors(
                 dict(merge_floors(defaults["floors"], fields.get("floors"))),
                 fields["tile"].get("floors") if isinstance(fields.get("tile"), LMap) else None,

@@ -27,9 +27,15 @@ from moegen.spec.model import (
     VENDORS,
     DTYPE_KEYS,
     DTYPE_REQUIRED_KEYS,
+    ACCUMULATORS,
     MFMA_KEYS,
     REQUIRED_SHAPES,
+    SCALE_APPLIED,
+    SCALE_KEYS,
     SCALE_KINDS,
+    SCALE_REQUIRED_KEYS,
+    TEMPLATE_ACCUMULATORS,
+    TEMPLATE_SCALES,
     SHAPE_KEYS,
     TOP_KEYS,
     TORCH_DTYPE_KEYS,
@@ -40,6 +46,7 @@ from moegen.spec.model import (
     Arch,
     DType,
     Mfma,
+    Scale,
     Shape,
     Spec,
 )
@@ -107,16 +114,87 @@ def _check_dtype_storage(what: str, body: LMap, errors: list[SpecError]) -> None
         expect_choice(
             body["weight_layout"], WEIGHT_LAYOUTS, body.at("weight_layout"), f"{what}: weight_layout", errors
         )
+    if "accumulator" in body and expect_choice(
+        body["accumulator"], tuple(ACCUMULATORS), body.at("accumulator"), f"{what}: accumulator", errors
+    ) and body["accumulator"] not in TEMPLATE_ACCUMULATORS:
+        errors.append(
+            SpecError(
+                body.at("accumulator"),
+                f"{what}: accumulator {body['accumulator']} is not yet supported by the FlyDSL "
+                "templates",
+                f"declare one of {', '.join(TEMPLATE_ACCUMULATORS)} (moegen.core.vocabulary."
+                "TEMPLATE_ACCUMULATORS), or remove the dtype",
+            )
+        )
+    if "intermediate" in body:
+        expect_choice(
+            body["intermediate"], tuple(TORCH_DTYPES), body.at("intermediate"), f"{what}: intermediate", errors
+        )
+
+
+def _load_scales(what: str, body: LMap, errors: list[SpecError]) -> tuple[Scale, ...]:
+    """The `scales:` list of one dtype entry: each a mapping {kind, dtype, applied[, group]}."""
     if "scales" not in body:
-        return
+        return ()
     scales = body["scales"]
-    if isinstance(scales, LList):
-        for i, s in enumerate(scales):
-            expect_choice(s, SCALE_KINDS, scales.item_loc[i], f"{what}: scale kind", errors)
-    else:
+    if not isinstance(scales, LList):
         errors.append(
             SpecError(body.at("scales"), f"{what}: scales must be a list", "write [] for none")
         )
+        return ()
+    out, kinds = [], set()
+    for i, entry in enumerate(scales):
+        where = f"{what}: scales[{i}]"
+        if not isinstance(entry, LMap):
+            errors.append(
+                SpecError(
+                    scales.item_loc[i],
+                    f"{where} must be a mapping, not {type_name(entry)}",
+                    "write e.g. {kind: per_token, dtype: float32, applied: epilogue}",
+                )
+            )
+            continue
+        n0 = len(errors)
+        check_keys(entry, SCALE_KEYS, where, errors, required=SCALE_REQUIRED_KEYS)
+        kind = entry.get("kind")
+        if "kind" in entry:
+            expect_choice(kind, tuple(SCALE_KINDS), entry.at("kind"), f"{where}.kind", errors)
+        if "dtype" in entry:
+            expect_choice(entry["dtype"], ("float32",), entry.at("dtype"), f"{where}.dtype", errors)
+        if "applied" in entry:
+            expect_choice(entry["applied"], SCALE_APPLIED, entry.at("applied"), f"{where}.applied", errors)
+        if kind == "per_group":
+            if "group" not in entry:
+                errors.append(
+                    SpecError(entry.loc, f"{where}: a per_group scale needs its group size", "add e.g. group: 32")
+                )
+            elif expect_int(entry["group"], entry.at("group"), f"{where}.group", errors) and entry["group"] < 1:
+                errors.append(SpecError(entry.at("group"), f"{where}.group must be >= 1", "write e.g. group: 32"))
+        elif "group" in entry:
+            errors.append(
+                SpecError(entry.key_loc["group"], f"{where}: only a per_group scale has a group size", "remove `group:`")
+            )
+        if len(errors) > n0:
+            continue
+        if kind in kinds:
+            errors.append(
+                SpecError(entry.at("kind"), f"{where}: a second {kind} scale", "declare each kind once")
+            )
+            continue
+        kinds.add(kind)
+        if (kind, entry["applied"]) not in TEMPLATE_SCALES:
+            supported = ", ".join(f"{k} applied in the {a}" for k, a in TEMPLATE_SCALES)
+            errors.append(
+                SpecError(
+                    entry.at("kind"),
+                    f"{where}: a {kind} scale applied in the {entry['applied']} is not yet "
+                    "supported by the FlyDSL templates",
+                    f"the templates implement: {supported}; remove this dtype until they do",
+                )
+            )
+            continue
+        out.append(Scale(kind, entry["dtype"], entry["applied"], entry.get("group", 0)))
+    return tuple(out)
 
 
 def _load_torch_dtype(
@@ -166,6 +244,7 @@ def _load_dtype(
     what = f"dtype {name!r}"
     check_keys(body, DTYPE_KEYS, what, errors, required=DTYPE_REQUIRED_KEYS)
     _check_dtype_storage(what, body, errors)
+    scales = _load_scales(what, body, errors)
     act_torch: dict[str, str] = {}
     weight_torch: dict[str, str] = {}
     mfma: dict[str, Mfma] = {}
@@ -202,7 +281,9 @@ def _load_dtype(
         weight_bits=body["weight_bits"],
         packing=body["packing"],
         weight_layout=body.get("weight_layout", WEIGHT_LAYOUTS[0]),
-        scales=tuple(body["scales"]),
+        scales=scales,
+        accumulator=body.get("accumulator", "f32"),
+        intermediate=body.get("intermediate"),
         act_torch=MappingProxyType(dict(sorted(act_torch.items()))),
         weight_torch=MappingProxyType(dict(sorted(weight_torch.items()))),
         mfma=MappingProxyType(dict(sorted(mfma.items()))),

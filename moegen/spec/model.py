@@ -25,20 +25,25 @@ from typing import Any, Mapping, Sequence
 from moegen.backends import get_backend
 from moegen.core.vocabulary import (  # noqa: F401  (part of the model)
     ACCUMULATE_MODES,
+    ACCUMULATORS,
     ADDRESSING_MODES,
     BACKENDS,
     DEFAULT_BACKEND,
     DEFAULT_VENDOR,
+    SCALE_APPLIED,
+    SCALE_KINDS,
+    TEMPLATE_ACCUMULATORS,
+    TEMPLATE_SCALES,
     VENDORS,
     WEIGHT_LAYOUTS,
     Mfma,
+    Scale,
 )
 from moegen.spec.errors import Location
 from moegen.spec.located import LList, LMap
 
 STAGES = (1, 2)
 WEIGHT_BITS = (4, 8, 16)
-SCALE_KINDS = ("per_token", "per_channel", "per_group")
 # torch's own vocabulary of dtype names that a kernel may read or write.
 TORCH_DTYPES = {
     "bfloat16": 16,
@@ -63,11 +68,19 @@ DTYPE_KEYS = (
     "packing",
     "weight_layout",
     "scales",
+    "accumulator",
+    "intermediate",
     "torch_dtype",
     "mfma",
 )
-# weight_layout may be left out: it defaults to the first (today: the only) of WEIGHT_LAYOUTS.
-DTYPE_REQUIRED_KEYS = tuple(k for k in DTYPE_KEYS if k != "weight_layout")
+# weight_layout may be left out: it defaults to the first (today: the only) of WEIGHT_LAYOUTS;
+# accumulator defaults to f32; intermediate (stage 1's output dtype) to the activation dtype.
+DTYPE_OPTIONAL_KEYS = ("weight_layout", "accumulator", "intermediate")
+DTYPE_REQUIRED_KEYS = tuple(k for k in DTYPE_KEYS if k not in DTYPE_OPTIONAL_KEYS)
+# One `scales:` entry: its kind, the torch dtype of its values, where it is applied, and (per_group
+# only) the group size along K.
+SCALE_KEYS = ("kind", "dtype", "applied", "group")
+SCALE_REQUIRED_KEYS = ("kind", "dtype", "applied")
 TORCH_DTYPE_KEYS = ("activation", "weight")
 MFMA_KEYS = ("op", "k", "operand", "width")
 SHAPE_KEYS = ("experts", "model_dim", "inter", "topk")
@@ -93,6 +106,7 @@ VARIANT_KEYS = (
     "backend",
     "configs",
     "floors",
+    "k_unroll",
 )
 AXES = (
     "dtype",
@@ -118,10 +132,28 @@ class DType:
     weight_bits: int
     packing: int
     weight_layout: str
-    scales: tuple[str, ...]
+    scales: tuple[Scale, ...]
     act_torch: Mapping[str, str]
     weight_torch: Mapping[str, str]
     mfma: Mapping[str, Mfma]
+    accumulator: str = "f32"  # one of ACCUMULATORS: the MFMA accumulator type
+    # Stage 1's output torch dtype (None: the activation dtype). A scaled 8-bit dtype writes a
+    # 16-bit intermediate that the host re-quantizes per row for stage 2.
+    intermediate: str | None = None
+
+    def scale(self, kind: str) -> Scale | None:
+        """The declared scale of `kind` (a SCALE_KINDS key), or None."""
+        return next((s for s in self.scales if s.kind == kind), None)
+
+    @property
+    def act_scale(self) -> Scale | None:
+        """The per-token activation scale, if the dtype declares one."""
+        return self.scale("per_token")
+
+    @property
+    def weight_scale(self) -> Scale | None:
+        """The per-output-channel weight scale, if the dtype declares one."""
+        return self.scale("per_channel")
 
     @property
     def weight_bytes(self) -> float:
@@ -219,6 +251,9 @@ class Variant:
     # ISA counter floors `moegen verify` holds the variant to (moegen.spec.floors), in
     # moegen.core.vocabulary.FLOORS order; not rendered into the kernel.
     floors: tuple[tuple[str, float], ...] = field(default=(), compare=False, repr=False)
+    # The K loop's unroll directive (variants.yaml `k_unroll`): None lets LLVM decide; 1 keeps
+    # the loop a loop (FlyDSL range(..., unroll=1)), N unrolls it N times.
+    k_unroll: int | None = None
 
     # --- paths: derived from the name in this one place ---------------------------------
     @property
@@ -257,9 +292,12 @@ class Variant:
     @property
     def stored_dtype(self) -> str:
         """The torch dtype the kernel's result is stored in: stage 2 accumulates in out_dtype;
-        stage 1 stores in the activation dtype (the same torch dtype on every declared arch)."""
+        stage 1 stores in the dtype's `intermediate` if it declares one (a scaled 8-bit dtype:
+        16-bit), else in the activation dtype (the same torch dtype on every declared arch)."""
         if self.stage == 2:
             return self.out_dtype
+        if self.dtype.intermediate is not None:
+            return self.dtype.intermediate
         (act,) = {self.dtype.act_torch[arch] for arch in self.archs}
         return act
 
@@ -340,6 +378,13 @@ class Variant:
             "accumulate": self.accumulate,
             "preferred": self.preferred,
         }
+        if self.dtype.scales:
+            # Scale tensors (the guards and the address model size them from these).
+            info["scales"] = [
+                {"kind": s.kind, "operand": s.operand, "dtype": s.dtype, "applied": s.applied}
+                for s in self.dtype.scales
+            ]
+            info["accumulator"] = self.dtype.accumulator
         if self.backend != DEFAULT_BACKEND:
             # The address model's line depends on the backend and on its targets' vendors.
             info["backend"] = self.backend

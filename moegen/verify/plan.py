@@ -61,6 +61,7 @@ from moegen.verify.verdicts import KernelAudit
 SMALL_TOKENS = 32  # tokens of the compile inputs (the spec's shapes do not fix a token count)
 REQUIRED_SHAPES = ("small", "production")  # verify needs these under `shapes:`
 WEIGHT_PARAM = 1  # the expert weight W is every kernel's 2nd tensor parameter
+SCALE_PARAM = "WScale"  # a scaled dtype's per-channel weight scale (audited like W)
 
 
 # ------------------------------------------------------------------------ what each must hold
@@ -234,6 +235,8 @@ def _compile_params(v: Variant, arch: str, module: Path, shape: Shape, experts: 
         "tile_m": v.tile_m,
         "act_dtype": v.dtype.act_torch[arch],
         "weight_dtype": v.dtype.weight_torch[arch],
+        # a scaled dtype's prepare() also takes its scale tensors (launch.empty_scales)
+        **({"variant": v.record} if v.dtype.scales else {}),
     }
 
 

@@ -8,6 +8,7 @@ import json
 import tempfile
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 from concurrent.futures import ThreadPoolExecutor, as_completed
 from pathlib import Path
 
@@ -24,7 +25,7 @@ from moegen.core.vocabulary import cache_home
 from moegen.spec.expand import enumerate_variants
 from moegen.verify.counters import KernelCounters, kernel_counters
 from moegen.verify.counters_table import FLOOR_SHAPE, floor_violations
-from moegen.verify.plan import WEIGHT_PARAM, Check, Outcome, plan_checks
+from moegen.verify.plan import SCALE_PARAM, WEIGHT_PARAM, Check, Outcome, plan_checks
 from moegen.verify.report import format_report
 from moegen.verify.verdicts import KernelAudit
 
@@ -59,15 +60,18 @@ def run_check(check: Check, cache: Path | None = None) -> Outcome:
             )
     audits: tuple[KernelAudit, ...] = ()
     if compiled.kernels:
+        backend = get_backend(check.variant.backend)
         try:
             audits = tuple(
-                get_backend(check.variant.backend).audit_dump_dir(
+                backend.audit_dump_dir(
                     compiled.target.dump_dir,
                     weight=WEIGHT_PARAM,
                     expected=check.variant.addressing,
                     bounds=check.bounds,
                 )
             )
+            if check.variant.dtype.weight_scale is not None:
+                audits += _scale_audits(backend, check, compiled.target.dump_dir, audits)
         except ValueError as exc:
             problems.append(f"audit: {exc}")
         if not audits and not problems:
@@ -92,6 +96,26 @@ def run_check(check: Check, cache: Path | None = None) -> Outcome:
         for k in counters:
             problems += [f"{m} {at}" for m in floor_violations(k, floors)]
     return Outcome(check, compiled, audits, tuple(problems), tuple(warnings), tuple(counters))
+
+
+def _scale_audits(
+    backend, check: Check, dump_dir: Path, weight_audits: tuple[KernelAudit, ...]
+) -> tuple[KernelAudit, ...]:
+    """The per-channel weight scale's addressing, audited like the weight (its own buffer
+    resource must be rebased per expert in per_expert variants, one resource over all experts
+    in whole_tensor ones). Kernel-wide findings (the i32 widenings) stay with the weight's
+    audit; the scale's own problems are prefixed with its parameter name."""
+    seen = {p for a in weight_audits for p in a.problems}
+    out = []
+    for a in backend.audit_dump_dir(
+        dump_dir,
+        weight=SCALE_PARAM,
+        expected=check.variant.addressing,
+        bounds=check.bounds,
+    ):
+        own = tuple(f"{SCALE_PARAM}: {p}" for p in a.problems if p not in seen)
+        out.append(replace(a, hazards=(), problems=own))
+    return tuple(out)
 
 
 def measure(compiled: CompileResult, arch: str) -> list[KernelCounters]:

@@ -35,6 +35,7 @@ def specs(arch: str) -> dict:
         "cross_lane": ("launch_cross_lane", lambda: (i32(384), "ok")),
         "ballot_partial": ("launch_cross_lane", lambda: (i32(128), "partial")),
         "unknown_ops": ("launch_cross_lane", lambda: (i32(64), "unknown")),
+        "operand_split": ("launch_operand_split", lambda: (i32(256), i32(512))),
     }
     for variant in ("static", "race", "raw_barrier", "dynamic"):
         out[f"lds_{variant}"] = ("launch_lds", lambda v=variant: (i32(512), 0, v))

@@ -480,3 +480,32 @@ def launch_gemm(
     stream: fx.Stream = fx.Stream(None),
 ):
     gemm(X, W, Out, N, K, kstep).launch(grid=(M // 16, N // 64, 1), block=(WG, 1, 1), stream=stream)
+
+
+# ---- MFMA operand slicing (moegen.backends.flydsl.device.operand_slices) --------------------
+
+
+@flyc.kernel
+def operand_split(In: fx.Tensor, Out: fx.Tensor):
+    """Each lane loads 16 bytes of In at 16 * lane and splits them with the kernels' own
+    operand_slices: for fp8's MFMA (i64 operands, one per 8 bytes) the two i64 go to Out at
+    16 * lane and 16 * lane + 8; for gfx942 bf16's (vector<4xi16>, one per 8 bytes) each is
+    bitcast back to two dwords and stored at 1024 + 16 * lane (+ 8). Out == In bytewise twice
+    iff both splits keep the byte order (the i64 of bytes [8p, 8p + 8) of the load)."""
+    from moegen.backends.flydsl.device import load_dwords, operand_slices
+    from moegen.core.vocabulary import Mfma
+
+    lane = _tid()
+    raw = load_dwords(_rsrc(In), _v(lane * 16), 4)
+    out = _rsrc(Out)
+    fp8 = Mfma(None, 32, "i64", 1)
+    for p, op in enumerate(operand_slices(raw, fp8, 8)):
+        _store(op, out, lane * 16 + 8 * p)
+    bf16 = Mfma(None, 16, "i16", 4)
+    for p, op in enumerate(operand_slices(raw, bf16, 16)):
+        _store(llvm.bitcast(_vec(2, I32()), op), out, lane * 16 + 8 * p + 1024)
+
+
+@flyc.jit
+def launch_operand_split(In: fx.Tensor, Out: fx.Tensor, stream: fx.Stream = fx.Stream(None)):
+    operand_split(In, Out).launch(grid=(1, 1, 1), block=(WAVE, 1, 1), stream=stream)

@@ -290,3 +290,19 @@ def test_unknown_ops_listed_before_running(dumps, arch):
         emu(dumps, arch, "unknown_ops").launch("unknown_ops_0", [out])
     assert "rocdl.ds_swizzle  at kernels.py:" in str(e.value) and "rocdl.update.dpp" in str(e.value)
     assert (out == -1).all()
+
+
+def test_operand_split_keeps_byte_order(dumps, arch):
+    """The fp8 kernels feed their MFMA one i64 per 8 loaded bytes (llvm.bitcast of two dwords,
+    extracted from a 16-byte load): the i64 must be those 8 bytes in memory order (little
+    endian: dword 2p is its low half). A swapped pair would still pass the kernels' own
+    boundary tests (A and B permuted alike leave every dot product unchanged), so it is
+    pinned here. The 16-bit path (vector<4xi16>) is checked the same way."""
+    data = torch.arange(256, dtype=torch.int32) * 0x01010101 + 0x00010203
+    out = torch.zeros(512, dtype=torch.int32)
+    emu(dumps, arch, "operand_split").launch("operand_split_0", [data, out])
+    assert out[:256].equal(data)  # the i64 operands, stored as 8 bytes each
+    assert out[256:].equal(data)  # the bf16 operands, bitcast back to dwords
+    as_i64 = out[:256].view(torch.int64)
+    lo, hi = data[0::2].to(torch.int64) & 0xFFFFFFFF, data[1::2].to(torch.int64)
+    assert as_i64.equal(lo | (hi << 32))

@@ -30,6 +30,8 @@ _S2_WHOLE = "generated/tests/test_moe_s2_bf16_whole_tensor.py"
 _EDGES = "tests/test_pipeline_edges.py"
 
 _S2_F16 = "generated/tests/test_moe_s2_fp16_per_expert_out_float16.py"
+_S1_FP8 = "generated/tests/test_moe_s1_fp8_per_expert.py"
+_S2_FP8 = "generated/tests/test_moe_s2_fp8_per_expert.py"
 _S2_REDUCE = "generated/tests/test_moe_s2_bf16_per_expert_out_bfloat16_reduce.py"
 
 BUGS: tuple[Bug, ...] = (
@@ -91,12 +93,39 @@ BUGS: tuple[Bug, ...] = (
         (_S1, "-k", "boundary"),
         "gate and up halves of W1 exchanged",
     ),
+    # ---- scaled dtypes (fp8): the epilogue's scales and the scale tensor's addressing -------
+    Bug(
+        "fp8_weight_scale_dropped",
+        "templates/flydsl/moe_stage1.py.j2",
+        'g = g{{ " * xs" if act_scale }}{{ " * wsg[ni]" if w_scale }}',
+        'g = g{{ " * xs" if act_scale }}',
+        (f"{_S1_FP8}::test_boundary[inter=384-decode-emulator]",),
+        "a dequantizing epilogue that forgets the gate rows' per-channel weight scale",
+    ),
+    Bug(
+        "fp8_act_scale_of_the_token_not_the_row",
+        "templates/flydsl/moe_stage2.py.j2",
+        "load_scale(as_rsrc, token * topk + slot)",
+        "load_scale(as_rsrc, token)",
+        (f"{_S2_FP8}::test_boundary[inter=384-decode-emulator]",),
+        "stage 2 reading a2's per-row scale at the token instead of its (token, slot) row",
+    ),
+    Bug(
+        "fp8_weight_scale_whole_tensor_in_per_expert",
+        "templates/flydsl/_addressing.j2",
+        "    ws_rsrc = buffer_rsrc(fx.add_offset(fx.get_iter(WScale), fx.Int64(expert) * fx.Int64({{ rows }})))\n"
+        "    ws_row0 = 0\n",
+        "    ws_rsrc = buffer_rsrc(fx.get_iter(WScale))\n    ws_row0 = expert * {{ rows }}\n",
+        (_S1_FP8, "-k", "compile_and_audit"),
+        "a per_expert variant that rebases its weight but folds the expert into the scale "
+        "tensor's 32-bit offset: numerically right today, audited as whole_tensor",
+    ),
     # ---- the pipelined K loop and the preshuffled layout -----------------------------------
     Bug(
         "k_loop_even_count_drops_a_tile",
         "templates/flydsl/_common.j2",
-        "for kt in range(fx.Int32({{ k_tiles }} - 1)):",
-        "for kt in range(fx.Int32(({{ k_tiles }} - 1) // 2 * 2)):",
+        "for kt in range(fx.Int32({{ k_tiles }} - 1){{",
+        "for kt in range(fx.Int32(({{ k_tiles }} - 1) // 2 * 2){{",
         (_EDGES, "-k", "16x64x128-s1-k2-gfx942 or 16x64x128-s1-k4-gfx942"),
         "a K loop unrolled by two whose remainder is mishandled: exact at odd K-tile counts, "
         "wrong at even ones (the mirror of upstream's stage 1 dropping the middle tile at odd "
@@ -114,7 +143,7 @@ BUGS: tuple[Bug, ...] = (
     Bug(
         "lds_swizzle_read_unswizzled",
         "templates/flydsl/_common.j2",
-        "out.append([r * A_ROW_BYTES + ((u ^ (r % 8)) * 16) for u in unit])",
+        "out.append([r * A_ROW_BYTES + ((u ^ (r % SWIZZLE)) * 16) for u in unit])",
         "out.append([r * A_ROW_BYTES + u * 16 for u in unit])",
         (_EDGES, "-k", "16x64x128-s2-k1-gfx950"),
         "the activation tile written swizzled to LDS but read back without the swizzle",
@@ -386,8 +415,8 @@ BUGS: tuple[Bug, ...] = (
     Bug(
         "whole_tensor_declared_but_per_expert_emitted",
         "templates/flydsl/_addressing.j2",
-        '{% if v.addressing == "whole_tensor" %}',
-        '{% if v.addressing == "no_such_mode" %}',
+        '{% macro weight_slab(v, rows, cols) %}\n{% if v.addressing == "whole_tensor" %}',
+        '{% macro weight_slab(v, rows, cols) %}\n{% if v.addressing == "no_such_mode" %}',
         (_S1_WHOLE, "-k", "audit"),
         "the kernel's addressing differs from what variants.yaml declares",
     ),

@@ -14,6 +14,7 @@ from flydsl._mlir.dialects import llvm, vector
 from flydsl.expr import rocdl
 from flydsl.runtime.device import get_rocm_arch
 
+from moegen.backends.flydsl.limits import OPERAND_TYPE_BITS
 from moegen.core.vocabulary import ROUTING_BYTES, Mfma
 
 LOG2_E = 1.4426950408889634
@@ -64,17 +65,30 @@ def load_operand(rsrc, byte_offset, mfma: Mfma, element_bits: int):
 
 def operand_slices(raw, mfma: Mfma, element_bits: int) -> list:
     """Split one lane's loaded dword vector into consecutive MFMA operands of `mfma.width`
-    elements each (a 16-byte load of 16-bit values feeds two 16x16x16 or one 16x16x32 MFMA)."""
+    elements of `mfma.operand` each (a 16-byte load of 16-bit values feeds two 16x16x16 or one
+    16x16x32 MFMA; of 8-bit values, two 16x16x32 fp8 MFMAs, 8 bytes each as one i64).
+    `element_bits` is the stored element width, which the operand vector must pack whole."""
     dwords = ir.VectorType(raw.type).shape[0]
-    per_op = mfma.width * element_bits // 32
-    op_type = ir.VectorType.get([mfma.width], ir.Type.parse(mfma.operand))
+    op_bits = mfma.width * OPERAND_TYPE_BITS[mfma.operand]
+    assert op_bits % element_bits == 0 and op_bits % 32 == 0, (mfma, element_bits)
+    per_op = op_bits // 32
+    elem = ir.Type.parse(mfma.operand)
+    scalar = mfma.width == 1  # one scalar operand (8 fp8 bytes as an i64), not a vector
+    op_type = elem if scalar else ir.VectorType.get([mfma.width], elem)
+    cast = llvm.bitcast if scalar else vector.bitcast
     if per_op == dwords:
-        return [vector.bitcast(op_type, raw)]
+        return [cast(op_type, raw)]
     part = ir.VectorType.get([per_op], ir.IntegerType.get_signless(32))
     return [
-        vector.bitcast(op_type, vector.extract_strided_slice(part, raw, [p * per_op], [per_op], [1]))
+        cast(op_type, vector.extract_strided_slice(part, raw, [p * per_op], [per_op], [1]))
         for p in range(dwords // per_op)
     ]
+
+
+def load_scale(rsrc, index):
+    """One float32 scale per lane: element `index` (a 32-bit element offset) of a scale tensor."""
+    f32 = ir.F32Type.get()
+    return fx.Float32(rocdl.raw_ptr_buffer_load(f32, rsrc, index * 4, fx.Int32(0), 0))
 
 
 def lds_alloc(nbytes: int):

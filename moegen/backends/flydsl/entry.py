@@ -55,7 +55,13 @@ def run_job(job: Mapping[str, Any], function: Any) -> None:
         function()
     elif kind == "prepare":
         operands = job["operands"]
-        plan = function(*plan_operands(operands), topk=operands["topk"])
+        args = plan_operands(operands)
+        scales = {}
+        if operands.get("variant"):  # a scaled dtype's prepare() also takes its scale tensors
+            from moegen.runtime import launch
+
+            scales = launch.empty_scales(operands["variant"], args[0], args[1])
+        plan = function(*args, topk=operands["topk"], **scales)
         for call in plan.kernels:
             call.launcher(*call.args, **call.constexprs)
     elif kind == "launcher":

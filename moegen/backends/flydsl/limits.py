@@ -15,11 +15,23 @@ WAVE_COLUMNS = 16  # each wave's N slice is a multiple of one MFMA's 16 columns
 # Stage 2's outputs: float32 through buffer atomic fadd f32; float16 / bfloat16 through packed
 # atomics (an LDS-staged epilogue) or, in reduce mode, through plain per-slot stores.
 SUPPORTED_OUT_DTYPES = ("float32", "float16", "bfloat16")
-# The preshuffled weight layout (moegen.runtime.preshuffle): 16-row x K_BLOCK blocks read
-# with one 16-byte load per lane; the activation tile is staged in LDS with the same K order.
-K_BLOCK = 32
+# The preshuffled weight layout (moegen.runtime.preshuffle): a wave reads a 16-row x k_block()
+# block with one 16-byte load per lane (4 lane groups x 16 bytes of K: 32 elements of a 16-bit
+# dtype, 64 of an 8-bit one); the activation tile is staged in LDS with the same K order.
 LANE_LOAD_BYTES = 16
-OPERAND_BITS = 16  # activations and weights: 16-bit (bf16, f16) only, for now
+LANE_GROUPS = 4  # 64 lanes / 16 rows
+OPERAND_BITS = (8, 16)  # activation and weight element bits the K loop handles (equal ones)
+# Bits of the MLIR element type a dtype's `mfma.<arch>.operand` names (a lane's operand vector
+# holds `width` of them).
+OPERAND_TYPE_BITS = {"i8": 8, "i16": 16, "bf16": 16, "f16": 16, "i32": 32, "i64": 64}
+
+
+def k_block(element_bits: int) -> int:
+    """K elements a wave's 16 B/lane load covers in one 16-row group (the kernel's K_BLOCK)."""
+    return LANE_GROUPS * LANE_LOAD_BYTES * 8 // element_bits
+
+
+K_BLOCK = k_block(16)  # the 16-bit dtypes' K block (32)
 LDS_BYTES = 64 * 1024  # per workgroup on gfx942 (gfx950 has more; the smaller one rules)
 MIN_STAGING_BYTES = 8  # each thread copies at least 8 bytes of the activation tile
 
@@ -57,28 +69,46 @@ def check_tiles(v: Any) -> list[str]:
             problems.append(
                 f"tile_k={v.tile_k} must be a positive multiple of the {arch} MFMA's k={mfma.k}"
             )
-        if mfma.width * 4 != mfma.k:
+        bits = OPERAND_TYPE_BITS.get(mfma.operand)
+        if bits is None:
             problems.append(
-                f"{arch} MFMA {mfma.op}: width {mfma.width} must be k/4 (4 lane groups share k={mfma.k})"
+                f"{arch} MFMA {mfma.op}: operand type {mfma.operand!r} is not one of "
+                f"{sorted(OPERAND_TYPE_BITS)}"
             )
-        if mfma.width * v.dtype.weight_bits % 32 or (LANE_LOAD_BYTES * 8) % (
-            mfma.width * v.dtype.weight_bits
-        ):
+            continue
+        lane_bits = mfma.width * bits
+        if lane_bits != (mfma.k // LANE_GROUPS) * v.dtype.weight_bits:
             problems.append(
-                f"{arch} MFMA {mfma.op}: a lane's {mfma.width} operands must fill whole dwords "
+                f"{arch} MFMA {mfma.op}: a lane's operand ({mfma.width} x {mfma.operand}) must hold "
+                f"k/4 = {mfma.k // LANE_GROUPS} elements of {v.dtype.weight_bits} bits "
+                f"(4 lane groups share k={mfma.k})"
+            )
+        elif lane_bits % 32 or (LANE_LOAD_BYTES * 8) % lane_bits:
+            problems.append(
+                f"{arch} MFMA {mfma.op}: a lane's operand must fill whole dwords "
                 f"and split a {LANE_LOAD_BYTES}-byte load evenly"
             )
-    if v.dtype.weight_bits != OPERAND_BITS or v.dtype.activation_bits != OPERAND_BITS:
+    if v.dtype.weight_bits not in OPERAND_BITS or v.dtype.activation_bits != v.dtype.weight_bits:
         problems.append(
-            f"the preshuffled K loop handles {OPERAND_BITS}-bit activations and weights only "
-            f"(this dtype: {v.dtype.activation_bits}-bit activations, {v.dtype.weight_bits}-bit weights)"
+            f"the preshuffled K loop handles equal {' or '.join(map(str, OPERAND_BITS))}-bit "
+            f"activations and weights only (this dtype: {v.dtype.activation_bits}-bit "
+            f"activations, {v.dtype.weight_bits}-bit weights)"
         )
-    if v.tile_k <= 0 or v.tile_k % K_BLOCK:
+    if v.dtype.packing != 1:
+        problems.append(f"packed weights (packing {v.dtype.packing}) are not yet supported by the FlyDSL templates")
+    kb = k_block(v.dtype.weight_bits) if v.dtype.weight_bits in OPERAND_BITS else K_BLOCK
+    if v.tile_k <= 0 or v.tile_k % kb:
         problems.append(
-            f"tile_k={v.tile_k} must be a positive multiple of {K_BLOCK} (the preshuffled K block)"
+            f"tile_k={v.tile_k} must be a positive multiple of {kb} (the preshuffled K block "
+            f"of {v.dtype.weight_bits}-bit weights)"
         )
-    if v.tile_m > 0 and v.tile_m % MFMA_ROWS == 0 and v.tile_k > 0 and v.tile_k % K_BLOCK == 0:
+    if v.tile_m > 0 and v.tile_m % MFMA_ROWS == 0 and v.tile_k > 0 and v.tile_k % kb == 0:
         problems += _staging_problems(v)
+    if v.dtype.scales and (v.split_k != 1 or (v.stage == 2 and v.out_dtype != "float32")):
+        problems.append(
+            "a scaled dtype's epilogue is generated for split_k 1 and a float32 stage-2 output "
+            "only (split-K partials and 16-bit stage-2 epilogues do not apply scales yet)"
+        )
     if v.split_k < 1:
         problems.append(f"split_k={v.split_k} must be >= 1")
     if v.stage == 2 and v.split_k != 1:
@@ -96,7 +126,11 @@ def _staging_problems(v: Any) -> list[str]:
     equal share per thread, and LDS room for two buffers."""
     problems = []
     row_bytes = v.tile_k * v.dtype.activation_bits // 8
-    if row_bytes % (8 * LANE_LOAD_BYTES):
+    # The template's SWIZZLE = min(8, row units): a row of 16-byte units is XOR-permuted by
+    # (row % SWIZZLE), which needs whole groups of SWIZZLE units (a 64-byte fp8 row at tile_k
+    # 64: 4 units, swizzled by row % 4).
+    units = row_bytes // LANE_LOAD_BYTES
+    if units not in (1, 2, 4) and row_bytes % (8 * LANE_LOAD_BYTES):
         problems.append(
             f"tile_k={v.tile_k}: an LDS activation row of {row_bytes} bytes is not a multiple of "
             f"the {8 * LANE_LOAD_BYTES} bytes the (row % 8) swizzle permutes; use tile_k = 64 or 128"

@@ -36,6 +36,14 @@ def check_tiles(v: Any) -> list[str]:
             problems.append(f"{where}: warps={c.warps} must be one of {list(WARPS)}")
         if not 1 <= c.stages <= MAX_STAGES:
             problems.append(f"{where}: stages={c.stages} must be in [1, {MAX_STAGES}]")
+    if v.dtype.scales or v.dtype.weight_bits != 16 or v.dtype.activation_bits != 16:
+        problems.append(
+            "the Triton templates handle unscaled 16-bit activations and weights only "
+            f"(dtype {v.dtype.name!r}: {v.dtype.activation_bits}/{v.dtype.weight_bits}-bit, "
+            f"scales {[s.kind for s in v.dtype.scales]})"
+        )
+    if getattr(v, "k_unroll", None):
+        problems.append("k_unroll is a directive of the FlyDSL K loop; Triton variants take none")
     if v.split_k < 1:
         problems.append(f"split_k={v.split_k} must be >= 1")
     if v.stage == 2 and v.split_k != 1:
