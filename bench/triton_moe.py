@@ -1,6 +1,6 @@
 """GPU benchmark of the Triton variants at the seed's shapes, against torch._grouped_mm.
 
-    python bench/triton_moe.py [--out DIR] [--dtype bf16] [--inters 1280,1408,3072] [--tokens 16,128,2048]
+    python bench/triton_moe.py [--out DIR] [--dtype bf16|fp16|fp8] [--inters 1280,1408,3072] [--tokens 16,128,2048]
     python bench/triton_moe.py --tune   # sweep tile configs per (stage, token count); YAML to paste
 
 Prints, in one run: the card's copy bandwidth (bytes read + written); for E=128, model_dim 6144,
@@ -300,6 +300,8 @@ def main() -> None:
     args.tokens = [int(v) for v in args.tokens.split(",")]
     if args.tune_stages:
         args.tune_stages = [int(v) for v in args.tune_stages.split(",")]
+    if args.tune and args.dtype not in ("bf16", "fp16"):
+        p.error(f"--tune sweeps bf16/fp16 kernels only, not --dtype {args.dtype}")
     if args.tune:
         tune(args)
         return
