@@ -1,6 +1,6 @@
 """GPU benchmark of the Triton variants at the seed's shapes, against torch._grouped_mm.
 
-    python bench/triton_moe.py [--out DIR] [--dtype bf16] [--inters 1280,1408,3072] [--tokens 16,128,2048]
+    python bench/triton_moe.py [--out DIR] [--dtype bf16|fp16|fp8] [--inters 1280,1408,3072] [--tokens 16,128,2048]
     python bench/triton_moe.py --tune   # sweep tile configs per (stage, token count); YAML to paste
 
 Prints, in one run: the card's copy bandwidth (bytes read + written); for E=128, model_dim 6144,
@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import csv
 import importlib
+import importlib.util
 import sys
 from pathlib import Path
 
@@ -43,7 +44,8 @@ def copy_bandwidth() -> float:
 
 
 def modules(dtype: str) -> dict[tuple[int, int, str], object]:
-    """(stage, split_k, addressing) -> the generated Triton kernel module."""
+    """(stage, split_k, addressing) -> the generated Triton kernel module (those that exist:
+    a scaled dtype has no split-K variant)."""
     out = {}
     for stage, split_k, addr in (
         (1, 1, "whole_tensor"),
@@ -55,7 +57,8 @@ def modules(dtype: str) -> dict[tuple[int, int, str], object]:
     ):
         suffix = f"_splitk{split_k}" if split_k != 1 else ""
         name = f"generated.triton.moe_s{stage}_{dtype}_{addr}{suffix}_triton"
-        out[(stage, split_k, addr)] = importlib.import_module(name)
+        if importlib.util.find_spec(name) is not None:
+            out[(stage, split_k, addr)] = importlib.import_module(name)
     return out
 
 
@@ -67,11 +70,16 @@ def routing_for(tokens: int, seed: int = 0):
 
 
 def time_plan(module, act, w, topk_ids, topk_w) -> float | None:
-    """Median ms of the variant's whole plan, or None when its guard refuses the shape."""
+    """Median ms of the variant's whole plan, or None when its guard refuses the shape. A scaled
+    dtype gets unit scales of the declared layouts (timing only: values do not change the work)."""
     tokens = topk_ids.shape[0]
     sorted_r = routing.moe_sorting(topk_ids, topk_w, E, module.block_m(tokens))
+    scales = {
+        n: torch.ones(s.shape, dtype=getattr(torch, s.dtype), device=act.device)
+        for n, s in launch.scale_layouts(module.VARIANT, tuple(act.shape), tuple(w.shape)).items()
+    }
     try:
-        plan = module.prepare(act, w, *sorted_r, topk=TOPK)
+        plan = module.prepare(act, w, *sorted_r, topk=TOPK, **scales)
     except ValueError:
         return None
     return do_bench(lambda: launch.run_plan(plan))
@@ -87,8 +95,14 @@ def grouped_mm_inputs(x, topk_ids, inter, a2):
     return xs, a2s, offs, int((counts > 0).sum())
 
 
+# torch dtype of each benchmarked dtype on the CUDA card; fp8's torch._grouped_mm anchor runs
+# bf16 on the same values (the ratio compares fp8 kernels with torch's bf16 grouped GEMM).
+TORCH_DTYPES = {"bf16": "bfloat16", "fp16": "float16", "fp8": "float8_e4m3fn"}
+
+
 def run(args) -> list[dict]:
-    dt = getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[args.dtype])
+    kdt = getattr(torch, TORCH_DTYPES[args.dtype])  # the kernels' operand dtype
+    dt = torch.bfloat16 if kdt.itemsize == 1 else kdt  # torch._grouped_mm's
     mods = modules(args.dtype)
     bw = copy_bandwidth()
     print(f"{torch.cuda.get_device_name()}  torch {torch.__version__}")
@@ -106,11 +120,15 @@ def run(args) -> list[dict]:
                 1: do_bench(lambda: torch._grouped_mm(xs, w1.transpose(1, 2), offs=offs)),
                 2: do_bench(lambda: torch._grouped_mm(a2s, w2.transpose(1, 2), offs=offs)),
             }
-            slab = {1: 2 * inter * D * w1.element_size(), 2: D * inter * w2.element_size()}
+            kin = {  # the kernels' operands (the same tensors unless the dtype is 8-bit)
+                1: (x.to(kdt), w1.to(kdt)) if kdt != dt else (x, w1),
+                2: (a2.to(kdt), w2.to(kdt)) if kdt != dt else (a2, w2),
+            }
+            slab = {1: 2 * inter * D * kdt.itemsize, 2: D * inter * kdt.itemsize}
             flops = {1: 2 * tokens * TOPK * 2 * inter * D, 2: 2 * tokens * TOPK * D * inter}
             ms_of = {}
             for (stage, split_k, addr), mod in mods.items():
-                act, w = (x, w1) if stage == 1 else (a2, w2)
+                act, w = kin[stage]
                 ms = time_plan(mod, act, w, topk_ids, topk_w)
                 ms_of[(stage, split_k, addr)] = ms
                 row = dict(
@@ -136,13 +154,14 @@ def run(args) -> list[dict]:
                 rows.append(row)
             for stage, split_k in ((1, 1), (1, 2), (2, 1)):
                 wt, pe = (
-                    ms_of[(stage, split_k, "whole_tensor")],
-                    ms_of[(stage, split_k, "per_expert")],
+                    ms_of.get((stage, split_k, "whole_tensor")),
+                    ms_of.get((stage, split_k, "per_expert")),
                 )
-                for r in rows[-6:]:
+                for r in rows[-len(mods) :]:
                     if (r["stage"], r["split_k"]) == (stage, split_k) and wt and pe:
                         r["per_expert_over_whole_tensor"] = round(pe / wt, 3)
-            for r in rows[-6:]:
+            del kin
+            for r in rows[-len(mods) :]:
                 print(
                     f"I={inter} T={tokens:5d} {r['variant']:40s} {str(r['us']):>9} us  "
                     f"gm {r['grouped_mm_us']:8.1f} us  x{r.get('vs_grouped_mm', '-')}  "
@@ -271,7 +290,7 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     p.add_argument("--out", default="bench/out")
-    p.add_argument("--dtype", default="bf16", choices=("bf16", "fp16"))
+    p.add_argument("--dtype", default="bf16", choices=tuple(TORCH_DTYPES))
     p.add_argument("--inters", default="1280,1408,3072")
     p.add_argument("--tokens", default="16,128,2048")
     p.add_argument("--tune", action="store_true")
@@ -281,6 +300,8 @@ def main() -> None:
     args.tokens = [int(v) for v in args.tokens.split(",")]
     if args.tune_stages:
         args.tune_stages = [int(v) for v in args.tune_stages.split(",")]
+    if args.tune and args.dtype not in ("bf16", "fp16"):
+        p.error(f"--tune sweeps bf16/fp16 kernels only, not --dtype {args.dtype}")
     if args.tune:
         tune(args)
         return

@@ -70,6 +70,10 @@ __all__ = ["VARIANTS", "NoAddressableVariant", "auto_stage1", "auto_stage2", "se
 #   moe_s1_fp16_whole_tensor_triton          tile 32x64x128  tokens 1+
 #   moe_s1_fp16_whole_tensor_splitk2_triton  tile 32x64x128  tokens 1+
 #   moe_s2_fp16_whole_tensor_triton          tile 32x64x128  tokens 1+
+#   moe_s1_fp8_per_expert_triton             tile 32x64x128  tokens 1+
+#   moe_s2_fp8_per_expert_triton             tile 32x64x128  tokens 1+
+#   moe_s1_fp8_whole_tensor_triton           tile 32x64x128  tokens 1+
+#   moe_s2_fp8_whole_tensor_triton           tile 32x64x128  tokens 1+
 VARIANTS = (
     RegisteredVariant(
         name="moe_s1_bf16_per_expert",
@@ -444,6 +448,21 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
+        name="moe_s1_fp8_per_expert_triton",
+        module="generated.triton.moe_s1_fp8_per_expert_triton",
+        dtype="fp8",
+        stage=1,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
+    ),
+    RegisteredVariant(
         name="moe_s1_fp8_whole_tensor",
         module="generated.flydsl.moe_s1_fp8_whole_tensor",
         dtype="fp8",
@@ -470,6 +489,21 @@ VARIANTS = (
         out_dtype="bfloat16",
         accumulate="atomic",
         archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_fp8_whole_tensor_triton",
+        module="generated.triton.moe_s1_fp8_whole_tensor_triton",
+        dtype="fp8",
+        stage=1,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
     ),
     RegisteredVariant(
         name="moe_s2_bf16_per_expert",
@@ -756,6 +790,21 @@ VARIANTS = (
         archs=("gfx942", "gfx950"),
     ),
     RegisteredVariant(
+        name="moe_s2_fp8_per_expert_triton",
+        module="generated.triton.moe_s2_fp8_per_expert_triton",
+        dtype="fp8",
+        stage=2,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
+    ),
+    RegisteredVariant(
         name="moe_s2_fp8_whole_tensor",
         module="generated.flydsl.moe_s2_fp8_whole_tensor",
         dtype="fp8",
@@ -782,6 +831,21 @@ VARIANTS = (
         out_dtype="float32",
         accumulate="atomic",
         archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s2_fp8_whole_tensor_triton",
+        module="generated.triton.moe_s2_fp8_whole_tensor_triton",
+        dtype="fp8",
+        stage=2,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=1,
+        max_tokens=None,
+        out_dtype="float32",
+        accumulate="atomic",
+        archs=("sm90", "gfx942", "gfx950"),
+        backend="triton",
     ),
 )
 

@@ -209,7 +209,9 @@ def block_m(tokens: int) -> int:
     return config_for(CONFIGS, tokens).block_m
 
 
-def _validate(act, w, routing, *, tokens: int, topk: int) -> tuple[launch.MoeDims, TileConfig]:
+def _validate(
+    act, w, routing, *, tokens: int, topk: int, scales=None
+) -> tuple[launch.MoeDims, TileConfig]:
     """launch.validate against the config of this token count (its block_m is the routing block)."""
     cfg = config_for(CONFIGS, max(tokens, 1))
     ids, _, expert_ids, _ = routing
@@ -233,6 +235,7 @@ def _validate(act, w, routing, *, tokens: int, topk: int) -> tuple[launch.MoeDim
         topk=topk,
         act_dtypes=ACT_DTYPES,
         weight_dtypes=WEIGHT_DTYPES,
+        scales=scales,
     )
     return dims, cfg
 
@@ -257,7 +260,9 @@ def prepare(
     tokens = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() == 2 else 1
     dims, cfg = _validate(x, w1, routing, tokens=tokens, topk=topk)
     partial = torch.empty(dims.tokens * topk, 2 * dims.inter, dtype=torch.float32, device=x.device)
-    out = torch.empty(dims.tokens, topk, dims.inter, dtype=x.dtype, device=x.device)
+    out = torch.empty(
+        dims.tokens, topk, dims.inter, dtype=getattr(torch, VARIANT["out_dtype"]), device=x.device
+    )
     return launch.LaunchPlan(
         pre=(launch.TorchStep("zero the split-K partial sums", partial.zero_),),
         kernels=(
@@ -296,7 +301,7 @@ def moe_stage1(
     *,
     topk: int,
 ) -> torch.Tensor:
-    """Stage 1 on x's device: returns out [tokens, topk, inter] in x's dtype."""
+    """Stage 1 on x's device: returns out [tokens, topk, inter] in bfloat16."""
     return launch.run_plan(
         prepare(
             x, w1, sorted_token_ids, sorted_weights, sorted_expert_ids, num_valid_ids, topk=topk

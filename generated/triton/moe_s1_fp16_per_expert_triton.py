@@ -205,7 +205,9 @@ def block_m(tokens: int) -> int:
     return config_for(CONFIGS, tokens).block_m
 
 
-def _validate(act, w, routing, *, tokens: int, topk: int) -> tuple[launch.MoeDims, TileConfig]:
+def _validate(
+    act, w, routing, *, tokens: int, topk: int, scales=None
+) -> tuple[launch.MoeDims, TileConfig]:
     """launch.validate against the config of this token count (its block_m is the routing block)."""
     cfg = config_for(CONFIGS, max(tokens, 1))
     ids, _, expert_ids, _ = routing
@@ -229,6 +231,7 @@ def _validate(act, w, routing, *, tokens: int, topk: int) -> tuple[launch.MoeDim
         topk=topk,
         act_dtypes=ACT_DTYPES,
         weight_dtypes=WEIGHT_DTYPES,
+        scales=scales,
     )
     return dims, cfg
 
@@ -252,7 +255,9 @@ def prepare(
     routing = (sorted_token_ids, sorted_weights, sorted_expert_ids, num_valid_ids)
     tokens = x.shape[0] if isinstance(x, torch.Tensor) and x.dim() == 2 else 1
     dims, cfg = _validate(x, w1, routing, tokens=tokens, topk=topk)
-    out = torch.empty(dims.tokens, topk, dims.inter, dtype=x.dtype, device=x.device)
+    out = torch.empty(
+        dims.tokens, topk, dims.inter, dtype=getattr(torch, VARIANT["out_dtype"]), device=x.device
+    )
     return launch.LaunchPlan(
         pre=(),
         kernels=(
@@ -286,7 +291,7 @@ def moe_stage1(
     *,
     topk: int,
 ) -> torch.Tensor:
-    """Stage 1 on x's device: returns out [tokens, topk, inter] in x's dtype."""
+    """Stage 1 on x's device: returns out [tokens, topk, inter] in float16."""
     return launch.run_plan(
         prepare(
             x, w1, sorted_token_ids, sorted_weights, sorted_expert_ids, num_valid_ids, topk=topk

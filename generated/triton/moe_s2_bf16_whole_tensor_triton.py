@@ -196,7 +196,9 @@ def block_m(tokens: int) -> int:
     return config_for(CONFIGS, tokens).block_m
 
 
-def _validate(act, w, routing, *, tokens: int, topk: int) -> tuple[launch.MoeDims, TileConfig]:
+def _validate(
+    act, w, routing, *, tokens: int, topk: int, scales=None
+) -> tuple[launch.MoeDims, TileConfig]:
     """launch.validate against the config of this token count (its block_m is the routing block)."""
     cfg = config_for(CONFIGS, max(tokens, 1))
     ids, _, expert_ids, _ = routing
@@ -220,6 +222,7 @@ def _validate(act, w, routing, *, tokens: int, topk: int) -> tuple[launch.MoeDim
         topk=topk,
         act_dtypes=ACT_DTYPES,
         weight_dtypes=WEIGHT_DTYPES,
+        scales=scales,
     )
     return dims, cfg
 

@@ -19,7 +19,14 @@ from pathlib import Path
 
 I32_MAX = 2**31 - 1
 # torch dtype -> Triton's pointer element type in a signature
-POINTEE = {"bfloat16": "bf16", "float16": "fp16", "float32": "fp32", "int32": "i32"}
+POINTEE = {
+    "bfloat16": "bf16",
+    "float16": "fp16",
+    "float32": "fp32",
+    "int32": "i32",
+    "float8_e4m3fn": "fp8e4nv",
+    "float8_e4m3fnuz": "fp8e4b8",
+}
 TENSORS = ("act", "W", "SortedTokenIds", "SortedWeights", "SortedExpertIds", "NumValidIds", "Out")
 
 
@@ -27,9 +34,12 @@ def signature(module, arch: str) -> dict[str, str]:
     """The kernel's parameters and their Triton types for `arch`'s dtypes."""
     v = module.VARIANT
     act, weight = module.ACT_DTYPES[arch], module.WEIGHT_DTYPES[arch]
-    out = act if v["stage"] == 1 and v["split_k"] == 1 else "float32"
+    out = v["out_dtype"] if v["stage"] == 1 and v["split_k"] == 1 else "float32"
     types = [act, weight, "int32", "float32", "int32", "int32", out]
     names = ["X" if v["stage"] == 1 else "A2", *TENSORS[1:]]
+    for scale in v.get("scales", ()):  # the kernel's trailing scale tensors, in declared order
+        names.append("ActScale" if scale["operand"] == "activation" else "WScale")
+        types.append(scale["dtype"])
     sig = {n: "*" + POINTEE[t] for n, t in zip(names, types)}
     sig.update(tokens="i32", topk="i32", n_stride="i32")
     consts = ["MODEL_DIM", "INTER"] + (["K_SLICE"] if v["stage"] == 1 else [])
@@ -48,10 +58,16 @@ def tensor_bytes(module, case: dict, arch: str) -> list[int]:
     ab = torch.empty(0, dtype=getattr(torch, module.ACT_DTYPES[arch])).element_size()
     wb = torch.empty(0, dtype=getattr(torch, module.WEIGHT_DTYPES[arch])).element_size()
     rows = t * k + e * case["config"]["block_m"] - k
+    ob = torch.empty(0, dtype=getattr(torch, v["out_dtype"])).element_size()
+    n = 2 * i if v["stage"] == 1 else d  # weight rows per expert (per_channel scale [E, n])
+    scales = [
+        4 * (t if v["stage"] == 1 else t * k) if s["kind"] == "per_token" else 4 * e * n
+        for s in v.get("scales", ())
+    ]
     if v["stage"] == 1:
-        out = t * k * (2 * i * 4 if v["split_k"] > 1 else i * ab)
-        return [t * d * ab, e * 2 * i * d * wb, 4 * rows, 4 * rows, 4 * rows, 4, out]
-    return [t * k * i * ab, e * d * i * wb, 4 * rows, 4 * rows, 4 * rows, 4, t * d * 4]
+        out = t * k * (2 * i * 4 if v["split_k"] > 1 else i * ob)
+        return [t * d * ab, e * 2 * i * d * wb, 4 * rows, 4 * rows, 4 * rows, 4, out, *scales]
+    return [t * k * i * ab, e * d * i * wb, 4 * rows, 4 * rows, 4 * rows, 4, t * d * 4, *scales]
 
 
 def compile_case(module, arch: str, target, case: dict, out_dir: Path) -> dict:

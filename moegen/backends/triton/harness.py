@@ -22,7 +22,7 @@ import torch
 
 from moegen.core.address_model import TOKEN_COUNTS, BoundaryCase
 from moegen.core.vocabulary import TOKEN_BITS, TOKEN_MASK
-from moegen.harness import verdict
+from moegen.harness import scaled, verdict
 from moegen.runtime import launch, reference, routing
 
 
@@ -51,9 +51,15 @@ def sorted_routing(module: ModuleType, case: BoundaryCase, seed: int = 0):
     return topk_ids, topk_w, routing.moe_sorting(topk_ids, topk_w, case.experts, block)
 
 
-def _fill(t: torch.Tensor, index: tuple, gen: torch.Generator, std: float) -> None:
+def _fill(t: torch.Tensor, index: tuple, gen: torch.Generator, std: float, scale=None) -> None:
+    """t[index] = N(0, std) values; quantized per row into scale[index] for a scaled dtype."""
     shape = torch.empty(t.shape, device="meta")[index].shape
-    t[index] = verdict.randn(shape, gen, std).to(t.device, t.dtype)
+    scaled.fill(t, scale, index, verdict.randn(shape, gen, std))
+
+
+def _deq(rows: torch.Tensor, scale) -> torch.Tensor:
+    """fp32 values of stored rows with their per-row scales (a scaled dtype), on rows' device."""
+    return scaled.dequantized(rows, scale).to(rows.device)
 
 
 def edge_columns(n_total: int, block_n: int) -> torch.Tensor:
@@ -121,20 +127,22 @@ def run_case(
         cols = edge_columns(inter, cfg.block_n)
         w = torch.empty(E, 2 * inter, D, dtype=wdt, device=device)  # virtual until filled
         x = torch.empty(T, D, dtype=act, device=device)
-        _fill(x, (slice(None),), gen, verdict.ACT_STD)
+        sc = scaled.Scales(v, x, w)  # a scaled dtype's scale tensors (else none)
+        ws = sc.weight
+        _fill(x, (slice(None),), gen, verdict.ACT_STD, sc.act)
         for e in routed:
-            _fill(w, (e, cols), gen, verdict.weight_std(D))
-            _fill(w, (e, cols + inter), gen, verdict.weight_std(D))
-        out = _run(module.prepare(x, w, *on_device, topk=K), executor)
+            _fill(w, (e, cols), gen, verdict.weight_std(D), ws)
+            _fill(w, (e, cols + inter), gen, verdict.weight_std(D), ws)
+        out = _run(module.prepare(x, w, *on_device, topk=K, **sc.kwargs()), executor)
         dcols = cols.to(device)
         got, ref = [], []
         for e in routed:
             mine = [(t, s) for t, s, ee in rows if ee == e]
             t_idx = torch.tensor([t for t, _ in mine], device=device)
             s_idx = torch.tensor([s for _, s in mine], device=device)
-            xf = x[t_idx].float()
-            gate = xf @ w[e, dcols].float().T
-            up = xf @ w[e, dcols + inter].float().T
+            xf = _deq(x[t_idx], None if sc.act is None else sc.act[t_idx])
+            gate = xf @ _deq(w[e, dcols], None if ws is None else ws[e, dcols]).T
+            up = xf @ _deq(w[e, dcols + inter], None if ws is None else ws[e, dcols + inter]).T
             h = reference.gated(gate, up)
             if v["doweight"]:
                 h = h * topk_w.to(device)[t_idx, s_idx].float().unsqueeze(1)
@@ -152,10 +160,11 @@ def run_case(
     cols = edge_columns(D, cfg.block_n)
     w = torch.empty(E, D, inter, dtype=wdt, device=device)
     a2 = torch.empty(T * K, inter, dtype=act, device=device)
-    _fill(a2, (slice(None),), gen, verdict.ACT_STD)
+    sc = scaled.Scales(v, a2, w)
+    _fill(a2, (slice(None),), gen, verdict.ACT_STD, sc.act)
     for e in routed:
-        _fill(w, (e, cols), gen, verdict.weight_std(inter))
-    out = _run(module.prepare(a2, w, *on_device, topk=K), executor)
+        _fill(w, (e, cols), gen, verdict.weight_std(inter), sc.weight)
+    out = _run(module.prepare(a2, w, *on_device, topk=K, **sc.kwargs()), executor)
     dcols = cols.to(device)
     ref = torch.zeros(T, cols.numel(), dtype=torch.float32, device=device)
     tw = topk_w.to(device).float()
@@ -163,9 +172,10 @@ def run_case(
         mine = [(t, s) for t, s, ee in rows if ee == e]
         t_idx = torch.tensor([t for t, _ in mine], device=device)
         s_idx = torch.tensor([s for _, s in mine], device=device)
-        contrib = (a2[t_idx * K + s_idx].float() @ w[e, dcols].float().T) * tw[
-            t_idx, s_idx
-        ].unsqueeze(1)
+        r_idx = t_idx * K + s_idx
+        a2f = _deq(a2[r_idx], None if sc.act is None else sc.act[r_idx])
+        wf = _deq(w[e, dcols], None if sc.weight is None else sc.weight[e, dcols])
+        contrib = (a2f @ wf.T) * tw[t_idx, s_idx].unsqueeze(1)
         ref.index_add_(0, t_idx, contrib)
     experts_of: dict[int, list[int]] = {}
     for t, _, e in rows:
@@ -203,8 +213,9 @@ def guard_message(module: ModuleType, case: BoundaryCase, *, model_dim: int, arc
             torch.empty(E, D, inter, dtype=wdt, device="meta"),
         )
         entry = module.moe_stage2
+    scales = launch.empty_scales(module.VARIANT, *operands)  # a scaled dtype's, on meta
     try:
-        entry(*operands, *meta_routing, topk=K)
+        entry(*operands, *meta_routing, topk=K, **scales)
     except ValueError as exc:
         return str(exc)
     raise AssertionError(

@@ -13,6 +13,8 @@ DOT_MIN = 16  # tl.dot needs every block dim >= 16
 WARPS = (1, 2, 4, 8, 16)
 MAX_STAGES = 8
 SUPPORTED_OUT_DTYPES = ("float32",)  # stage 2 accumulates with tl.atomic_add on float32
+# (kind, applied) of the scales the templates multiply into the f32 accumulator
+EPILOGUE_SCALES = (("per_token", "epilogue"), ("per_channel", "epilogue"))
 
 
 def _pow2(n: int) -> bool:
@@ -36,12 +38,22 @@ def check_tiles(v: Any) -> list[str]:
             problems.append(f"{where}: warps={c.warps} must be one of {list(WARPS)}")
         if not 1 <= c.stages <= MAX_STAGES:
             problems.append(f"{where}: stages={c.stages} must be in [1, {MAX_STAGES}]")
-    if v.dtype.scales or v.dtype.weight_bits != 16 or v.dtype.activation_bits != 16:
+    scales = [(s.kind, s.applied) for s in v.dtype.scales]
+    if any(pair not in EPILOGUE_SCALES for pair in scales):
         problems.append(
-            "the Triton templates handle unscaled 16-bit activations and weights only "
-            f"(dtype {v.dtype.name!r}: {v.dtype.activation_bits}/{v.dtype.weight_bits}-bit, "
-            f"scales {[s.kind for s in v.dtype.scales]})"
+            "the Triton templates apply per_token and per_channel scales in the epilogue only "
+            f"(dtype {v.dtype.name!r} declares {scales})"
         )
+    bits = (v.dtype.activation_bits, v.dtype.weight_bits)
+    if v.dtype.packing != 1 or bits not in ((16, 16), (8, 8)):
+        problems.append(
+            "the Triton templates handle unpacked 16-bit or 8-bit (scaled) activations and "
+            f"weights (dtype {v.dtype.name!r}: {bits[0]}/{bits[1]}-bit, packing {v.dtype.packing})"
+        )
+    if bits == (8, 8) and not v.dtype.scales:
+        problems.append(f"dtype {v.dtype.name!r}: 8-bit operands need their scales declared")
+    if v.dtype.scales and v.split_k != 1:
+        problems.append("split-K partials are summed unscaled: a scaled dtype takes split_k 1")
     if getattr(v, "k_unroll", None):
         problems.append("k_unroll is a directive of the FlyDSL K loop; Triton variants take none")
     if v.split_k < 1:
