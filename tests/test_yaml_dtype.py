@@ -18,7 +18,7 @@ import time
 
 from tests.conftest import ROOT, checkout_env
 
-NAME = "moe_s1_fp16s_per_expert"
+NAMES = ("moe_s1_fp16s_per_expert", "moe_s2_fp16s_per_expert")
 
 # The dtype: fp16 storage, torch dtypes and MFMAs, plus the two epilogue scales of fp8.
 DTYPE = """\
@@ -42,20 +42,32 @@ DTYPE = """\
       gfx942: {op: mfma_f32_16x16x16f16, k: 16, operand: f16, width: 4}
       gfx950: {op: mfma_f32_16x16x32_f16, k: 32, operand: f16, width: 8}
 """
-# One matrix block: one FlyDSL variant (stage 1, per_expert, split_k 1, the default decode tile).
+# Two matrix blocks, one FlyDSL variant each (per_expert, the default decode tile): stage 1
+# (split_k 1: split-K partials apply no scales) and stage 2 (float32 output; its mfma_per_load
+# floor relaxed as for every shipped stage-2 block: one 16 B load feeds 1.33 MFMAs on gfx950).
 BLOCK = """\
   - dtype: fp16s
     addressing: per_expert
     stage: 1
     split_k: 1
+  - dtype: fp16s
+    addressing: per_expert
+    stage: 2
+    floors: {mfma_per_load: 1.3}
 """
-# Two addressable cases (the smallest, and one past the whole-tensor 4 GiB line: W1 4.12 GiB)
-# and the guard past the variant's own line, on the emulator.
-CASES = [
-    "test_boundary[inter=384-decode-emulator]",
-    "test_boundary[inter=1408-decode-emulator]",
-    "test_guard[inter=174784-E=2-decode]",
-]
+# Per variant: the smallest case and one past the whole-tensor 4 GiB line (W1 4.12 GiB, W2
+# 4.12 GiB) on the emulator; for stage 1 also the guard past the variant's own line.
+CASES = {
+    "moe_s1_fp16s_per_expert": [
+        "test_boundary[inter=384-decode-emulator]",
+        "test_boundary[inter=1408-decode-emulator]",
+        "test_guard[inter=174784-E=2-decode]",
+    ],
+    "moe_s2_fp16s_per_expert": [
+        "test_boundary[inter=384-decode-emulator]",
+        "test_boundary[inter=2816-decode-emulator]",
+    ],
+}
 
 
 def _checkout_digest() -> str:
@@ -92,7 +104,7 @@ def test_new_dtype_by_yaml_alone(project_copy):
     start = time.monotonic()
     before = _checkout_digest()
     shipped = _names(project_copy)
-    assert NAME not in shipped
+    assert not shipped & set(NAMES)
 
     spec = project_copy / "variants.yaml"
     text = spec.read_text()
@@ -104,52 +116,60 @@ def test_new_dtype_by_yaml_alone(project_copy):
     assert sep, "variants.yaml changed shape: no Triton section after the FlyDSL blocks"
     spec.write_text(head + BLOCK + sep + tail)
 
-    # The edit adds exactly one variant.
-    assert _names(project_copy) == shipped | {NAME}
+    # The edit adds exactly the two variants.
+    assert _names(project_copy) == shipped | set(NAMES)
 
     proc = _moegen("render", cwd=project_copy)
     assert proc.returncode == 0, proc.stderr
-    module = project_copy / "generated" / "flydsl" / f"{NAME}.py"
-    test_file = project_copy / "generated" / "tests" / f"test_{NAME}.py"
-    assert module.is_file() and test_file.is_file()
-    source = module.read_text()
-    assert "mfma_f32_16x16x16f16" in source and "mfma_f32_16x16x32_f16" in source
-    # the epilogue scales came from the dtype's `scales:` (shipped 16-bit modules have none)
-    assert "ActScale: fx.Tensor" in source and "WScale: fx.Tensor" in source
-    assert (
-        "ActScale" not in (ROOT / "generated" / "flydsl" / "moe_s1_fp16_per_expert.py").read_text()
-    )
+    generated = project_copy / "generated"
+    for name in NAMES:
+        assert (generated / "tests" / f"test_{name}.py").is_file()
+        source = (generated / "flydsl" / f"{name}.py").read_text()
+        assert "mfma_f32_16x16x16f16" in source and "mfma_f32_16x16x32_f16" in source
+        # the epilogue scales came from the dtype's `scales:` (shipped 16-bit modules have none)
+        assert "ActScale: fx.Tensor" in source and "WScale: fx.Tensor" in source
+        shipped_twin = ROOT / "generated" / "flydsl" / f"{name.replace('fp16s', 'fp16')}.py"
+        assert "ActScale" not in shipped_twin.read_text()
 
     # Compile + audit on both archs at every shipped shape (the copy has no ISA_COUNTERS.md
     # yet: --write-counters writes the new rows into the copy's generated/).
-    proc = _moegen("verify", "-k", NAME, "--jobs", "1", "--write-counters", cwd=project_copy)
+    proc = _moegen(
+        "verify",
+        "-k",
+        "moe_s?_fp16s_per_expert",
+        "--jobs",
+        "1",
+        "--write-counters",
+        cwd=project_copy,
+    )
     assert proc.returncode == 0, proc.stdout + proc.stderr
-    assert "4/4 passed, 0 failed" in proc.stdout, proc.stdout
-    for arch in ("gfx942", "gfx950"):
-        for shape in ("small", "production"):
-            line = next(
-                (ln for ln in proc.stdout.splitlines() if ln.split()[:3] == [NAME, arch, shape]),
-                None,
-            )
-            assert line is not None, proc.stdout
-            assert line.split()[4] == "per_expert" and line.split()[-1] == "ok", line
+    assert "8/8 passed, 0 failed" in proc.stdout, proc.stdout
+    rows = {tuple(ln.split()[:3]): ln.split() for ln in proc.stdout.splitlines() if "fp16s" in ln}
+    for name in NAMES:
+        for arch in ("gfx942", "gfx950"):
+            for shape in ("small", "production"):
+                row = rows.get((name, arch, shape))
+                assert row is not None, proc.stdout
+                assert row[4] == "per_expert" and row[-1] == "ok", row
 
-    # Its generated boundary test, run inside the copy on the emulator.
+    # Their generated boundary tests, run inside the copy on the emulator.
     env = checkout_env()
     env["PYTHONPATH"] = os.pathsep.join([str(project_copy), env["PYTHONPATH"]])
-    rel = test_file.relative_to(project_copy).as_posix()
+    ids = [
+        f"generated/tests/test_{name}.py::{case}" for name, cases in CASES.items() for case in cases
+    ]
     proc = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider"]
-        + [f"{rel}::{case}" for case in CASES],
+        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", *ids],
         capture_output=True,
         text=True,
         cwd=project_copy,
         env=env,
     )
     assert proc.returncode == 0, proc.stdout[-4000:] + proc.stderr[-2000:]
-    assert f"{len(CASES)} passed" in proc.stdout, proc.stdout[-4000:]
-    assert proc.stdout.count("ok: 0 of ") == 2, proc.stdout[-4000:]  # the two verdicts
+    assert f"{len(ids)} passed" in proc.stdout, proc.stdout[-4000:]
+    runs = sum("::test_boundary[" in case for case in ids)
+    assert proc.stdout.count("ok: 0 of ") == runs, proc.stdout[-4000:]  # each per-row verdict
 
     assert _checkout_digest() == before, "the test edited the real checkout, not only its copy"
     elapsed = time.monotonic() - start
-    print(f"yaml-only dtype: render + verify + 3 emulator cases in {elapsed:.0f} s")
+    print(f"yaml-only dtype: render + verify + {len(ids)} emulator cases in {elapsed:.0f} s")
