@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from moegen.core import address_model as am
+from moegen.core import sweep
 
 GIB = 2**30
 
@@ -109,7 +110,7 @@ def test_check_messages_name_tensor_bytes_limit_and_alternative():
 
 def test_sweep_points_straddle_the_line():
     v = variant()
-    pts = {p.label: p for p in am.sweep(v, 128, 6144, 16, 4, production_inter=3072)}
+    pts = {p.label: p for p in sweep.sweep(v, 128, 6144, 16, 4, production_inter=3072)}
     assert pts["safe"].inter == 384 and pts["safe"].addressable
     assert pts["below"].inter == 1344 and pts["below"].addressable
     assert pts["above"].inter == 1408 and not pts["above"].addressable

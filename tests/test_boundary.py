@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from moegen.harness import boundary
-from moegen.core.address_model import TOKEN_COUNTS
+from moegen.core.sweep import TOKEN_COUNTS
 
 VARIANT = {"tile_m": 16, "tile_n": 64, "split_k": 2}
 

@@ -17,7 +17,7 @@ EXECUTOR = harness.use_interpreter_without_gpu()
 
 from moegen.backends.triton import compile as triton_compile  # noqa: E402
 from moegen.backends.triton import device  # noqa: E402
-from moegen.core import address_model  # noqa: E402
+from moegen.core import address_model, sweep  # noqa: E402
 
 triton = pytest.importorskip("triton")
 tl = pytest.importorskip("triton.language")
@@ -67,7 +67,7 @@ def test_generated_kernel_needs_the_workaround(monkeypatch):
     if EXECUTOR != "interpreter":
         pytest.skip("a GPU is present: its kernels compile for it, the interpreter is not used")
     kernel = importlib.import_module("generated.triton.moe_s1_bf16_per_expert_triton")
-    case = address_model.BoundaryCase("small", 128, 4, 2, "small", 8, True)
+    case = sweep.BoundaryCase("small", 128, 4, 2, "small", 8, True)
     good = harness.run_case(kernel, case, "interpreter", model_dim=256, arch="sm90")
     assert good.passed, good.report()
     monkeypatch.setattr(kernel, "dot_upcast", lambda dtype: False)

@@ -33,7 +33,7 @@ import pytest
 import torch
 
 from moegen.backends.triton import harness
-from moegen.core.address_model import BoundaryCase
+from moegen.core.sweep import BoundaryCase
 
 EXECUTOR = harness.use_interpreter_without_gpu()  # before the kernel module is imported
 

@@ -137,6 +137,7 @@ def _production(spec_path: str):
 
 def cmd_boundary(args) -> int:
     from moegen.core import address_model as am
+    from moegen.core import sweep
 
     variants = {v.name: v for v in enumerate_variants(args.variants)}
     if args.variant not in variants:
@@ -157,7 +158,7 @@ def cmd_boundary(args) -> int:
         f"{v['name']}: stage {v['stage']}, {v['addressing']}, weight {v['weight_bits']} bits, "
         f"activations {v['act_bits']} bits, split_k {v['split_k']}"
     )
-    for label, tokens in am.TOKEN_COUNTS.items():
+    for label, tokens in sweep.TOKEN_COUNTS.items():
         p = am.Problem(experts, model_dim, prod.inter, tokens, prod.topk)
         print(
             f"\ntensors at E={experts} model_dim={model_dim} inter={prod.inter} "
@@ -171,7 +172,7 @@ def cmd_boundary(args) -> int:
         )
 
     print("\nboundary test sweep (generated/tests/test_%s.py):" % v["name"])
-    for c in am.boundary_cases(
+    for c in sweep.boundary_cases(
         v, experts=experts, model_dim=model_dim, topk=prod.topk, production_inter=prod.inter
     ):
         verdict = (

@@ -30,7 +30,7 @@ from types import ModuleType
 
 import torch
 
-from moegen.core.address_model import TOKEN_COUNTS, BoundaryCase
+from moegen.core.sweep import TOKEN_COUNTS, BoundaryCase
 from moegen.core.vocabulary import TOKEN_BITS, TOKEN_MASK
 from moegen.harness import execute, scaled, verdict
 from moegen.runtime import launch, reference, routing
@@ -259,10 +259,19 @@ def _judge(
 def guard_message(module: ModuleType, case: BoundaryCase, *, model_dim: int, arch: str) -> str:
     """Call the variant's entry point on meta tensors of the case's shape; return the guard's
     ValueError text. AssertionError if it did not refuse (it must, before any launch)."""
+    _, _, cpu_routing = _routing(case, module.VARIANT["tile_m"], seed=0)
+    return refusal(module, case, cpu_routing, model_dim=model_dim, arch=arch, offsets="32-bit")
+
+
+def refusal(
+    module: ModuleType, case: BoundaryCase, routing, *, model_dim: int, arch: str, offsets: str
+) -> str:
+    """Any backend's module: its entry point called on meta tensors of the case's shape (and,
+    for a scaled dtype, empty scales), with the CPU `routing` moved to meta (one device: only
+    the guard speaks). Returns the guard's ValueError text; AssertionError if it accepted."""
     v = module.VARIANT
     act, wdt = _dtypes(module, arch)
-    _, _, cpu_routing = _routing(case, v["tile_m"], seed=0)
-    sorted_routing = tuple(t.to("meta") for t in cpu_routing)  # one device: only the guard speaks
+    meta_routing = tuple(t.to("meta") for t in routing)
     E, D, inter, T, K = case.experts, model_dim, case.inter, case.tokens, case.topk
     if v["stage"] == 1:
         operands = (
@@ -277,7 +286,9 @@ def guard_message(module: ModuleType, case: BoundaryCase, *, model_dim: int, arc
         )
         entry = module.moe_stage2
     try:
-        entry(*operands, *sorted_routing, topk=K, **launch.empty_scales(v, *operands))
+        entry(*operands, *meta_routing, topk=K, **launch.empty_scales(v, *operands))
     except ValueError as exc:
         return str(exc)
-    raise AssertionError(f"{v['name']} accepted {case.id}, which its 32-bit offsets cannot address")
+    raise AssertionError(
+        f"{v['name']} accepted {case.id}, which its {offsets} offsets cannot address"
+    )

@@ -278,7 +278,7 @@ class Variant:
     @property
     def boundary_cases(self) -> list:
         """The generated boundary test's cases (moegen.core.address_model decides them)."""
-        from moegen.core.address_model import boundary_cases
+        from moegen.core.sweep import boundary_cases
 
         prod = self.shape("production")
         return boundary_cases(

@@ -14,7 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 
-from moegen.core.address_model import BoundaryCase
+from moegen.core.sweep import BoundaryCase
 from moegen.runtime import launch
 
 EXIT_RIGHT, EXIT_WRONG = 0, 3

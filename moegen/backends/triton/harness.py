@@ -20,9 +20,9 @@ from types import ModuleType
 
 import torch
 
-from moegen.core.address_model import TOKEN_COUNTS, BoundaryCase
+from moegen.core.sweep import TOKEN_COUNTS, BoundaryCase
 from moegen.core.vocabulary import TOKEN_BITS, TOKEN_MASK
-from moegen.harness import scaled, verdict
+from moegen.harness import boundary, scaled, verdict
 from moegen.runtime import launch, reference, routing
 
 
@@ -196,28 +196,7 @@ def run_case(
 def guard_message(module: ModuleType, case: BoundaryCase, *, model_dim: int, arch: str) -> str:
     """Call the variant's entry point on meta tensors of the case's shape, sorted with the
     block its config needs; return the guard's ValueError text (AssertionError if it ran)."""
-    act = getattr(torch, module.ACT_DTYPES[arch])
-    wdt = getattr(torch, module.WEIGHT_DTYPES[arch])
     _, _, cpu_routing = sorted_routing(module, case)
-    meta_routing = tuple(t.to("meta") for t in cpu_routing)
-    E, D, inter, T, K = case.experts, model_dim, case.inter, case.tokens, case.topk
-    if module.VARIANT["stage"] == 1:
-        operands = (
-            torch.empty(T, D, dtype=act, device="meta"),
-            torch.empty(E, 2 * inter, D, dtype=wdt, device="meta"),
-        )
-        entry = module.moe_stage1
-    else:
-        operands = (
-            torch.empty(T * K, inter, dtype=act, device="meta"),
-            torch.empty(E, D, inter, dtype=wdt, device="meta"),
-        )
-        entry = module.moe_stage2
-    scales = launch.empty_scales(module.VARIANT, *operands)  # a scaled dtype's, on meta
-    try:
-        entry(*operands, *meta_routing, topk=K, **scales)
-    except ValueError as exc:
-        return str(exc)
-    raise AssertionError(
-        f"{module.VARIANT['name']} accepted {case.id}, which its i32 offsets cannot address"
+    return boundary.refusal(
+        module, case, cpu_routing, model_dim=model_dim, arch=arch, offsets="i32"
     )

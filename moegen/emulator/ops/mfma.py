@@ -83,16 +83,20 @@ def _mfma(op, rt):
         L = rt.batch.L
         rt.batch.require_full_waves(op.what)
         w = L // 64
-        av = decode(np.broadcast_to(a, (L,) + a_ty.eshape)).reshape(w, 64, kl)
-        bv = decode(np.broadcast_to(b, (L,) + a_ty.eshape)).reshape(w, 64, kl)
-        A = av[:, a_lane, a_elem]  # [w, m, k]
-        Bt = bv[:, b_lane, b_elem]  # [w, n, k]
-        D = np.matmul(A, Bt.transpose(0, 2, 1))  # [w, m, n]
-        d = D[:, rows, cols].reshape(L, -1)
-        rt.stats["mfma"] += w
-        acc = np.broadcast_to(c, (L,) + out_t.eshape)
-        if fmt == "i8":
-            return (d + acc.view(np.int32)).astype(np.int32).view(np.uint32)
-        return (d + acc.astype(np.float64)).astype(np.float32)
+        # NaN and inf operands propagate, as on hardware (an MFMA raises no exception): rows of
+        # a tile that hold unwritten LDS (0xFF bytes) or unfilled memory (any bits, signalling
+        # NaNs too) compute garbage that no checked output may use, silently.
+        with np.errstate(invalid="ignore", over="ignore"):
+            av = decode(np.broadcast_to(a, (L,) + a_ty.eshape)).reshape(w, 64, kl)
+            bv = decode(np.broadcast_to(b, (L,) + a_ty.eshape)).reshape(w, 64, kl)
+            A = av[:, a_lane, a_elem]  # [w, m, k]
+            Bt = bv[:, b_lane, b_elem]  # [w, n, k]
+            D = np.matmul(A, Bt.transpose(0, 2, 1))  # [w, m, n]
+            d = D[:, rows, cols].reshape(L, -1)
+            rt.stats["mfma"] += w
+            acc = np.broadcast_to(c, (L,) + out_t.eshape)
+            if fmt == "i8":
+                return (d + acc.view(np.int32)).astype(np.int32).view(np.uint32)
+            return (d + acc.astype(np.float64)).astype(np.float32)
 
     return mfma
