@@ -322,3 +322,31 @@ def test_i32_rebase_fails_at_the_production_shape_on_both_archs(project_copy, ca
     rows = table_rows(report)
     assert rows[MUTATED, "gfx942", "production"][5:7] == ["1", "overflow"]
     assert rows[MUTATED, "gfx942", "small"][5:7] == ["1", "bounded"]
+
+
+def test_fp8_i32_rebase_is_flagged_and_the_scale_rebase_bounded(project_copy):
+    """Upstream's fp8 rebase, `expert * N * K` in i32 and then widened, in the fp8 variant: its
+    W1 offset is in bytes = elements, 2 * 3072 * 6144 = 37,748,736 per expert, so i32 wraps from
+    expert 57 on (56 * 37,748,736 < 2**31 - 1 < 57 * 37,748,736) and expert ids reach 127.
+    verify flags that product on both archs; the per-channel scale's rebase (its own macro)
+    stays 64-bit and adds no hazard."""
+    macro = project_copy / "templates" / "flydsl" / "_addressing.j2"
+    macro.write_text(macro.read_text().replace(SAFE_REBASE, I32_REBASE))
+    fp8 = "moe_s1_fp8_per_expert"
+    assert moegen_main(["render", "-k", fp8]) == 0
+    text = (project_copy / "generated" / "flydsl" / f"{fp8}.py").read_text()
+    assert "fx.Int64(expert * (2 * inter * model_dim))" in text
+    assert "fx.Int64(expert) * fx.Int64(2 * inter))" in text  # the scale's, untouched
+    spec = project_copy / "variants.yaml"
+    variants = enumerate_variants(spec, [fp8])
+    checks = plan.plan_checks(spec, variants, [], project_copy / "work", ["production"])
+    outcomes = run.run_checks(checks, 2, lambda outcome: None, cache=None)
+    assert {o.check.arch for o in outcomes} == {"gfx942", "gfx950"}
+    for o in outcomes:
+        assert not o.ok
+        (problem,) = o.problems
+        assert "i32 product widened to i64 overflows" in problem
+        assert "in [0, 127] (loaded from SortedExpertIds)" in problem
+        assert "llvm.mlir.constant(37748736 : i32) : i32 in [37748736, 37748736]" in problem
+        (hazard,) = [h for a in o.audits for h in a.hazards]
+        assert hazard.can_overflow is True and hazard.value_range == (0, 127 * 37748736)
