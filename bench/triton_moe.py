@@ -221,15 +221,17 @@ def tune(args) -> None:
     """Sweep tile configs per (stage, split_k, tokens) on the per_expert variants over every
     --inters value; print each config's latency and, per (stage, split_k, tokens), the config
     with the least total time over the inters as a YAML configs entry."""
-    dt = getattr(torch, {"bf16": "bfloat16", "fp16": "float16"}[args.dtype])
+    kdt = getattr(torch, TORCH_DTYPES[args.dtype])
+    dt = torch.bfloat16 if kdt.itemsize == 1 else kdt  # random values made here, then cast
     mods = modules(args.dtype)
+    ks = (128, 256) if kdt.itemsize == 2 else (256, 512)  # the same bytes per K step
     space = {
-        16: [(16, n, k, 4, s) for n in (32, 64, 128) for k in (128, 256) for s in (3, 4, 5)],
+        16: [(16, n, k, 4, s) for n in (32, 64, 128) for k in ks for s in (3, 4, 5)],
         128: [
             (m, n, k, w, s)
             for m in (16, 32)
             for n in (64, 128)
-            for k in (64, 128)
+            for k in (ks[0] // 2, ks[0])
             for w in (4, 8)
             for s in (3, 4)
         ],
@@ -237,23 +239,27 @@ def tune(args) -> None:
             (m, n, k, w, 3)
             for m in (64, 128)
             for n in (128, 256)
-            for k in (64, 128)
+            for k in (ks[0] // 2, ks[0])
             for w in (4, 8)
         ],
     }
-    stages = (
-        [(1, 1), (1, 2), (2, 1)]
-        if args.tune_stages is None
-        else [(st, 1) for st in args.tune_stages]
-    )
+    stages = [
+        (st, sk)
+        for st, sk in (
+            [(1, 1), (1, 2), (2, 1)]
+            if args.tune_stages is None
+            else [(st, 1) for st in args.tune_stages]
+        )
+        if (st, sk, "per_expert") in mods  # a scaled dtype has no split-K variant
+    ]
     totals: dict = {}
     for inter in args.inters:
-        w1 = torch.randn(E, 2 * inter, D, device="cuda", dtype=dt) * 0.02
-        w2 = torch.randn(E, D, inter, device="cuda", dtype=dt) * 0.02
+        w1 = (torch.randn(E, 2 * inter, D, device="cuda", dtype=dt) * 0.02).to(kdt)
+        w2 = (torch.randn(E, D, inter, device="cuda", dtype=dt) * 0.02).to(kdt)
         for tokens in args.tokens:
             topk_ids, topk_w = routing_for(tokens)
-            x = torch.randn(tokens, D, device="cuda", dtype=dt)
-            a2 = torch.randn(tokens * TOPK, inter, device="cuda", dtype=dt)
+            x = torch.randn(tokens, D, device="cuda", dtype=dt).to(kdt)
+            a2 = torch.randn(tokens * TOPK, inter, device="cuda", dtype=dt).to(kdt)
             for stage, split_k in stages:
                 mod = mods[(stage, split_k, "per_expert")]
                 saved = mod.CONFIGS
