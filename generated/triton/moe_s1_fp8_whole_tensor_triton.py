@@ -152,8 +152,14 @@ def moe_s1_fp8_whole_tensor_triton_kernel(
             a = a.to(tl.float32)
             b_gate = b_gate.to(tl.float32)
             b_up = b_up.to(tl.float32)
-        gate = tl.dot(a, b_gate, gate)
-        up = tl.dot(a, b_up, up)
+        # 8-bit float operands: Hopper's fp8 wgmma accumulates in reduced precision, and
+        # Triton's sm_90 default lets it run the whole K loop that way (wrong rows at prefill
+        # on the H200). max_num_imprecise_acc=64 adds every 64 K elements' partial product
+        # into the float32 accumulator: 128 still failed stage 2's boundary test, 32 passed
+        # at 1.4x the time (bench/RESULTS.md). Every config's BLOCK_K is >= 64. Ignored on
+        # AMD, whose MFMAs accumulate in float32.
+        gate = tl.dot(a, b_gate, gate, max_num_imprecise_acc=64)
+        up = tl.dot(a, b_up, up, max_num_imprecise_acc=64)
         a_ptrs += BLOCK_K
         gate_ptrs += BLOCK_K
         up_ptrs += BLOCK_K

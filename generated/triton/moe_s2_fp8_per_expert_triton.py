@@ -144,7 +144,13 @@ def moe_s2_fp8_per_expert_triton_kernel(
         if DOT_UPCAST:  # the CPU interpreter's bf16 tl.dot is wrong (device.py)
             a = a.to(tl.float32)
             b = b.to(tl.float32)
-        acc = tl.dot(a, b, acc)
+        # 8-bit float operands: Hopper's fp8 wgmma accumulates in reduced precision, and
+        # Triton's sm_90 default lets it run the whole K loop that way (wrong rows at prefill
+        # on the H200). max_num_imprecise_acc=64 adds every 64 K elements' partial product
+        # into the float32 accumulator: 128 still failed stage 2's boundary test, 32 passed
+        # at 1.4x the time (bench/RESULTS.md). Every config's BLOCK_K is >= 64. Ignored on
+        # AMD, whose MFMAs accumulate in float32.
+        acc = tl.dot(a, b, acc, max_num_imprecise_acc=64)
         a_ptrs += BLOCK_K
         w_ptrs += BLOCK_K
 
