@@ -38,7 +38,8 @@ EDGES = [("s1", 1), ("s1", 2), ("s1", 3), ("s1", 4), ("s1_split", 1), ("s1_split
 EDGES += [("s2", 1), ("s2", 2), ("s2", 3), ("s2", 4)]
 # Every (tile, edge) runs on one arch (alternating), the decode tile on both. Unmarked (about
 # 10 s each on 2 cores): the decode tile's edges and every tile's odd stage-1 count (prologue,
-# steady state, peeled tail and both LDS buffers at once); the rest is marked `slow`.
+# steady state, peeled tail and both LDS buffers at once); the rest is marked `slow`, which
+# CI and the README's test command leave out (`-m "not slow"`; run them with `-m slow`).
 DECODE = (16, 64, 128)
 ARCHS = ("gfx942", "gfx950")
 
