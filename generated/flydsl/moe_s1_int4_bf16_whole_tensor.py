@@ -124,6 +124,7 @@ BLOCK_BYTES = 16 * K_BLOCK // WEIGHT_PACKING * WEIGHT_BYTES  # one 16-row x K_BL
 # Per-group scales [E, N, K / GROUP] (bfloat16): a lane's K_PACK values are one group of
 # one row, so each 16 B weight load takes one scale, prefetched with it.
 GROUP = 32
+ACT_TYPE = "bf16"  # the MLIR type weights are dequantized into (the MFMA's)
 A_UNITS = K_PACK * ACT_BYTES // 16  # 16-byte LDS reads of activations per lane per K block
 
 # The activation tile [TILE_M, TILE_K] is staged in LDS once per workgroup (not once per
@@ -232,7 +233,7 @@ def mfma_k_tile(mfma, lds, buf, reads, b_tile, accs):
             for s in range(len(accs)):
                 loads = [(s * N_SUBTILES + ni) * K_BLOCKS + j for ni in range(N_SUBTILES)]
                 b = [
-                    operand_slices(dequant_int4(b_tile[i], u, scales[i]), mfma, ACT_BITS)
+                    operand_slices(dequant_int4(b_tile[i], u, scales[i], ACT_TYPE), mfma, ACT_BITS)
                     for i in loads
                 ]
                 for p in range(len(b[0])):

@@ -147,9 +147,9 @@ BUGS: tuple[Bug, ...] = (
     Bug(
         "int4_dequant_truncates",
         "moegen/backends/flydsl/device.py",
-        "    bf16 = arith.truncf(ir.VectorType.get([8], ir.BF16Type.get()), scaled)",
-        "    bf16 = vector.bitcast(\n"
-        "        ir.VectorType.get([8], ir.BF16Type.get()),\n"
+        "    rounded = arith.truncf(ir.VectorType.get([8], ir.Type.parse(element)), scaled)",
+        "    rounded = vector.bitcast(\n"
+        "        ir.VectorType.get([8], ir.Type.parse(element)),\n"
         "        arith.trunci(ir.VectorType.get([8], ir.IntegerType.get_signless(16)), arith.shrui(\n"
         "            vector.bitcast(v8i, scaled), arith.constant(v8i, ir.DenseElementsAttr.get_splat(\n"
         "                v8i, ir.IntegerAttr.get(i32, 16))))),\n"

@@ -105,12 +105,13 @@ def load_group_scale(rsrc, index, cache: int = CACHE_DEFAULT):
 _INT4_SHIFTS = [28 - 4 * i for i in range(8)]
 
 
-def dequant_int4(raw, dword: int, scale):
-    """bf16(int4 value * scale) of the 8 values in dword `dword` of one lane's loaded weight
-    vector, in K order, as 4 dwords (bf16 pairs, the lower K in the low half): the same K
-    order as a 16-byte LDS read of 8 bf16 activations. `scale` is the group's bf16 scale
-    (load_group_scale); value * scale is exact in f32 (4 x 8 significant bits), so the one
-    rounding is the final round-to-nearest-even to bf16."""
+def dequant_int4(raw, dword: int, scale, element: str = "bf16"):
+    """element(int4 value * scale) of the 8 values in dword `dword` of one lane's loaded weight
+    vector, in K order, as 4 dwords (pairs of the 16-bit `element` type, the activations' MLIR
+    type: bf16 or f16; the lower K in the low half): the same K order as a 16-byte LDS read of 8
+    activations. `scale` is the group's bf16 scale (load_group_scale); value * scale is exact
+    in f32 (4 x 8 significant bits), so the one rounding is the final round-to-nearest-even to
+    `element`."""
     i32, f32 = ir.IntegerType.get_signless(32), ir.F32Type.get()
     scale = arith.extf(f32, _ir(scale))
     v8i, v8f = ir.VectorType.get([8], i32), ir.VectorType.get([8], f32)
@@ -121,8 +122,8 @@ def dequant_int4(raw, dword: int, scale):
     sign = arith.constant(v8i, ir.DenseElementsAttr.get_splat(v8i, ir.IntegerAttr.get(i32, 28)))
     values = arith.shrsi(arith.shli(word, shifts), sign)
     scaled = arith.mulf(arith.sitofp(v8f, values), vector.broadcast(v8f, _ir(scale)))
-    bf16 = arith.truncf(ir.VectorType.get([8], ir.BF16Type.get()), scaled)
-    return vector.bitcast(ir.VectorType.get([4], i32), bf16)
+    rounded = arith.truncf(ir.VectorType.get([8], ir.Type.parse(element)), scaled)
+    return vector.bitcast(ir.VectorType.get([4], i32), rounded)
 
 
 def _ir(value):
