@@ -256,9 +256,8 @@ def _check_limits(problems: list[str], variant: Mapping[str, Any], dims: MoeDims
 
 def _packed(pack: int, sep: str = "") -> str:
     """How a message names a packed weight's last dim (nothing for unpacked weights)."""
-    if pack == 1:
-        return ""
-    return f"{sep}{pack}" if sep else f" / {pack} ({pack} values per stored element)"
+    suffix = f"{sep}{pack}" if sep else f" / {pack} ({pack} values per stored element)"
+    return "" if pack == 1 else suffix
 
 
 def _stage1_dims(
