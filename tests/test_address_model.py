@@ -123,3 +123,37 @@ def test_max_tokens_is_the_largest_fitting_count():
     p = am.Problem(8, 8192, 512, 2**19, 8)
     t = am.max_tokens(v, p, "a2")
     assert t * 8 * 512 * 2 < 2**32 <= (t + 1) * 8 * 512 * 2
+
+
+def int4_variant(stage=1, addressing="whole_tensor"):
+    """An int4_bf16-like record: 4-bit weights packed 2 per byte, a bf16 per-group scale."""
+    group = {"kind": "per_group", "operand": "weight", "dtype": "bfloat16", "applied": "weights", "group": 32}
+    return variant(stage=stage, addressing=addressing, bits=4, weight_pack=2, scales=[group], tile_k=128)
+
+
+def test_int4_weight_and_group_scale_spans_by_hand():
+    """int4 W1 [E, 2 * inter, model_dim] is E * 2 * inter * model_dim / 2 bytes (offsets count
+    stored bytes); its scale [E, 2 * inter, model_dim / 32] bf16 is a sixteenth of a bf16 W1,
+    addressed like the weight: one expert's slab per_expert, every expert's whole_tensor."""
+    p = am.Problem(experts=128, model_dim=6144, inter=5462, tokens=16, topk=4)
+    w1 = span(int4_variant(), p, "w1")
+    assert w1.span_bytes == 128 * 2 * 5462 * 6144 // 2 == 4_295_491_584 and not w1.fits
+    below = span(int4_variant(), am.Problem(128, 6144, 5461, 16, 4), "w1")
+    assert below.span_bytes == 4_294_705_152 < 2**32 and below.fits
+    scale = span(int4_variant(), p, "w1_scale")
+    assert scale.shape == (128, 2 * 5462, 192) and scale.resource == "whole tensor"
+    assert scale.span_bytes == 128 * 2 * 5462 * 192 * 2 and scale.fits
+    per = span(int4_variant(addressing="per_expert"), p, "w1_scale")
+    assert per.span_bytes == 2 * 5462 * 192 * 2 and per.resource == "one expert's slab"
+    s2 = span(int4_variant(stage=2), am.Problem(128, 6144, 3072, 16, 4), "w2_scale")
+    assert s2.shape == (128, 6144, 96) and s2.span_bytes == 128 * 6144 * 96 * 2
+
+
+def test_int4_own_line_is_inter_5462():
+    """Issue 11's line for int4 W1 at E=128, model_dim 6144: 2**32 / (128 * 2 * 6144 / 2)
+    = 5461.33, so inter 5462 is the first unaddressable one (the scale never limits)."""
+    assert am.first_failing_inter(int4_variant(), 128, 6144, 16, 4) == 5462
+    assert am.first_failing_inter(int4_variant(stage=2), 128, 6144, 16, 4) == 10923
+    v = int4_variant()
+    msgs = am.check(v, experts=128, model_dim=6144, inter=5504, tokens=16, topk=4)
+    assert len(msgs) == 1 and "w1 [128, 11008, 6144] spans 4,328,521,728 bytes" in msgs[0]

@@ -13,7 +13,7 @@ VARIANT = "moe_s1_bf16_per_expert"
 # The K loop (templates/flydsl/_common.j2, k_loop) issues tile kt + 1's weight loads before
 # tile kt's MFMAs. The edit waits for them right there (s_waitcnt 0: every counter drained), the
 # load-wait-compute loop the prefetch replaced.
-ANCHOR = "            b_next = load_b_tile(w_rsrc, b_bases, kt + 1)\n"
+ANCHOR = "            b_next = load_b_tile({{ b_args }}, kt + 1)\n"
 DRAIN = "            rocdl.s_waitcnt(0)\n"
 
 

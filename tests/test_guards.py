@@ -33,15 +33,16 @@ def operands(v, *, experts, model_dim, inter, tokens, topk):
         meta(blocks, dtype=torch.int32),
         meta(1, dtype=torch.int32),
     )
+    pack = v.dtype.packing  # packed weights (int4: 2 per byte) store K / pack elements
     if v.stage == 1:
         return (
             meta(tokens, model_dim, dtype=act),
-            meta(experts, 2 * inter, model_dim, dtype=wdt),
+            meta(experts, 2 * inter, model_dim // pack, dtype=wdt),
             sorted_routing,
         )
     return (
         meta(tokens * topk, inter, dtype=act),
-        meta(experts, model_dim, inter, dtype=wdt),
+        meta(experts, model_dim, inter // pack, dtype=wdt),
         sorted_routing,
     )
 
@@ -60,8 +61,8 @@ def refused(v, **shape) -> str | None:
 
 @pytest.mark.parametrize("v", VARIANTS, ids=lambda v: v.name)
 def test_production_weight(v):
-    """MiniMax-M3: W1 is 9 GiB, W2 4.5 GiB (bf16; fp8: 4.5 and 2.25 GiB). Only one buffer
-    over all experts cannot reach those past 2**32 bytes."""
+    """MiniMax-M3: W1 is 9 GiB, W2 4.5 GiB (bf16; fp8: 4.5 and 2.25 GiB; int4: 2.25 and 1.12
+    GiB). Only one buffer over all experts cannot reach those past 2**32 bytes."""
     msg = refused(v, experts=128, model_dim=6144, inter=3072, tokens=16, topk=4)
     w_bytes = 128 * 6144 * 3072 * (2 if v.stage == 1 else 1) * v.dtype.weight_bits // 8
     if v.addressing == "per_expert" or w_bytes < 2**32:

@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 from moegen.backends.flydsl.limits import check_tiles
+from moegen.core.vocabulary import Scale
 
 
 def mfma(k, operand="bf16", width=None):
@@ -25,6 +26,7 @@ def tiles(**over):
             activation_bits=16,
             packing=1,
             scales=(),
+            group_scale=None,
             mfma={"gfx942": mfma(16), "gfx950": mfma(32)},
         ),
     )
@@ -66,7 +68,8 @@ def test_preshuffled_k_loop_limits():
         weight_bits=8,
         activation_bits=8,
         packing=1,
-        scales=("per_token", "per_channel"),
+        scales=(Scale("per_token", "float32", "epilogue"), Scale("per_channel", "float32", "epilogue")),
+        group_scale=None,
         mfma={"gfx942": mfma(32, "i64", 1), "gfx950": mfma(32, "i64", 1)},
     )
     assert check_tiles(tiles(dtype=fp8, tile_m=32)) == []
@@ -79,7 +82,11 @@ def test_preshuffled_k_loop_limits():
         "tile_k=32 must be a positive multiple of 64 (the preshuffled K block of 8-bit weights)"
     ]
     mixed = SimpleNamespace(**{**vars(fp8), "activation_bits": 16})
-    assert any("equal 8 or 16-bit activations and weights only" in p for p in check_tiles(tiles(dtype=mixed, tile_m=32)))
+    assert any("equal 8 or 16-bit activations and weights, or packed 4-bit" in p for p in check_tiles(tiles(dtype=mixed, tile_m=32)))
+    bf16_scale = SimpleNamespace(**{**vars(fp8), "scales": (Scale("per_token", "bfloat16", "epilogue"),)})
+    assert check_tiles(tiles(dtype=bf16_scale, tile_m=32)) == [
+        "the epilogue loads per_token scales as float32, not bfloat16"
+    ]
     assert check_tiles(tiles(tile_m=256, tile_k=128)) == [
         "tile 256x128: the double-buffered activation tile (and any epilogue scratch) needs "
         "131072 bytes of LDS, over 65536; use a smaller tile_m or tile_k"
@@ -92,4 +99,49 @@ def test_preshuffled_k_loop_limits():
     assert check_tiles(tiles(tile_m=16, tile_k=32)) == [
         "tile 16x32: the 1024-byte activation tile does not split into 8- or 16-byte chunks, the "
         "same number per thread over 256 threads",
+    ]
+
+
+def int4(**over):
+    """int4_bf16 (W4A16): 4-bit weights 2 per byte, bf16 activations and MFMA, group 32 bf16."""
+    group = Scale("per_group", "bfloat16", "weights", 32)
+    d = dict(
+        weight_bits=4,
+        activation_bits=16,
+        packing=2,
+        scales=(group,),
+        group_scale=group,
+        mfma={"gfx942": mfma(16, "i16"), "gfx950": mfma(32)},
+    )
+    d.update(over)
+    return SimpleNamespace(**d)
+
+
+def test_int4_dequantized_weights():
+    """Packed int4 weights: one 16 B lane load is 32 values of one row (K block 128), which must
+    be one scale group; 16-bit activations; K tiles of whole 128-element blocks."""
+    for m in (32, 128):
+        assert check_tiles(tiles(dtype=int4(), tile_m=m, tile_k=128)) == [], m
+    assert check_tiles(tiles(dtype=int4(), tile_m=32, tile_k=64)) == [
+        "tile_k=64 must be a positive multiple of 128 (the preshuffled K block of 4-bit weights)"
+    ]
+    g64 = Scale("per_group", "bfloat16", "weights", 64)
+    problems = check_tiles(tiles(dtype=int4(scales=(g64,), group_scale=g64), tile_m=32, tile_k=128))
+    assert len(problems) == 1 and "with group 32 (one 16-byte lane load)" in problems[0]
+    f32 = Scale("per_group", "float32", "weights", 32)
+    assert "in bfloat16" in check_tiles(tiles(dtype=int4(scales=(f32,), group_scale=f32), tile_m=32, tile_k=128))[0]
+    assert "in bfloat16" in check_tiles(tiles(dtype=int4(scales=(), group_scale=None), tile_m=32, tile_k=128))[0]
+    assert "packed 2 per byte with 16-bit activations" in check_tiles(
+        tiles(dtype=int4(packing=1), tile_m=32, tile_k=128)
+    )[0]
+    # a per-group weight scale on unpacked weights, or packing without 4-bit weights: refused
+    g32 = Scale("per_group", "bfloat16", "weights", 32)
+    bf16_grouped = tiles().dtype.__dict__ | {"scales": (g32,), "group_scale": g32}
+    assert any(
+        "dequantizes packed 4-bit weights only" in p
+        for p in check_tiles(tiles(dtype=SimpleNamespace(**bf16_grouped)))
+    )
+    packed16 = tiles().dtype.__dict__ | {"packing": 2}
+    assert check_tiles(tiles(dtype=SimpleNamespace(**packed16))) == [
+        "packing 2 is handled for 4-bit weights only"
     ]

@@ -141,7 +141,7 @@ CASES = {
     "unsupported_scales": _sub(
         "    scales: []\n",
         "    scales:\n"
-        "      - {kind: per_group, dtype: float32, applied: weights, group: 32}\n"
+        "      - {kind: per_group, dtype: float32, applied: epilogue, group: 32}\n"
         "      - {kind: smoothing, dtype: float32, applied: epilogue}\n"
         "      - {kind: per_channel, dtype: float32, applied: weights}\n"
         "      - {kind: per_token, dtype: float32, applied: epilogue}\n"

@@ -27,7 +27,7 @@ import math
 from dataclasses import dataclass
 from typing import Any, Mapping
 
-from moegen.core.vocabulary import GIB, ROUTING_BYTES
+from moegen.core.vocabulary import GIB, ROUTING_BYTES, SCALE_DTYPE_BITS
 
 U32_LINE = 2**32  # buffer offsets are 32-bit unsigned byte offsets
 I32_LINE = 2**31  # where signed 32-bit index math overflows
@@ -200,7 +200,7 @@ def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
 
 
 def _scale_spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
-    """The scale tensors a scaled dtype declares (VARIANT["scales"]), each float32:
+    """The scale tensors a scaled dtype declares (VARIANT["scales"]), float32 (per_group: its dtype):
     per_token [rows of the activation] through one resource; per_channel [E, N] like the
     weight it scales: one expert's row of N scales from a 64-bit expert base in per_expert
     variants, one resource over all experts in whole_tensor ones."""
@@ -228,6 +228,23 @@ def _scale_spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
                     per_inter=span // i if stage1 else 0,
                 )
             )
+        elif scale["kind"] == "per_group":
+            # [E, N, K / group] in the scale's dtype, addressed like per_channel: one expert's
+            # N x K / group scales from a 64-bit base (per_expert) or one resource (whole_tensor)
+            n, kk = (2 * i, d) if stage1 else (d, i)
+            groups = kk // scale["group"]
+            per_expert = v["addressing"] == "per_expert"
+            bits = SCALE_DTYPE_BITS[scale["dtype"]]
+            span = _bytes(n * groups if per_expert else e * n * groups, bits)
+            out.append(
+                TensorSpan(
+                    f"w{v['stage']}_scale",
+                    (e, n, groups),
+                    "one expert's slab" if per_expert else "whole tensor",
+                    span,
+                    per_inter=span // i,
+                )
+            )
         else:  # the spec refuses the others (moegen.core.vocabulary.TEMPLATE_SCALES)
             raise ValueError(f"{v['name']}: no address model for a {scale['kind']} scale")
     return out
@@ -236,7 +253,9 @@ def _scale_spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
 def _elem_bits(v: Mapping[str, Any], tensor: str) -> int:
     """The element width of one of spans()' tensors (what i32 element offsets count)."""
     if tensor.endswith("_scale"):
-        return F32_BITS
+        operand = "weight" if tensor.startswith("w") else "activation"
+        scale = next(s for s in v["scales"] if s["operand"] == operand)
+        return SCALE_DTYPE_BITS[scale["dtype"]]
     if tensor == "out" and v["stage"] == 1:
         return v["out_bits"]
     if tensor in ("x", "a2"):

@@ -56,9 +56,14 @@ SCALE_APPLIED = ("epilogue", "weights")
 before the activation function / routing weight; `weights` dequantizes weights in registers
 (per group, before the MFMA)."""
 
-TEMPLATE_SCALES = (("per_token", "epilogue"), ("per_channel", "epilogue"))
+TEMPLATE_SCALES = (("per_token", "epilogue"), ("per_channel", "epilogue"), ("per_group", "weights"))
 """(kind, applied) pairs the FlyDSL templates implement; the spec refuses the others at their
 position (declarable in the vocabulary, not yet generated)."""
+
+SCALE_DTYPE_BITS = {"float32": 32, "bfloat16": 16}
+"""The torch dtypes a scale tensor may have (variants.yaml `scales[].dtype`) and their bits: the
+address model sizes scale tensors by them. bfloat16 is upstream's per-group scale dtype (int4
+W4A16); moegen.backends.flydsl.limits says which kinds the templates load in which dtype."""
 
 ACCUMULATORS = {"f32": "float32", "i32": "int32"}
 """An MFMA accumulator type (dtypes.<d>.accumulator) -> the torch dtype of its raw values:

@@ -102,11 +102,13 @@ def _fill(
     gen: torch.Generator,
     std: float,
     scale: torch.Tensor | None = None,
+    group: int = 0,
 ) -> None:
     """t[index] = N(0, std^2) samples, touching only those elements (index may be advanced);
-    quantized per row into scale[index] when the operand has a scale (moegen.harness.scaled)."""
+    quantized per row (per `group` along K) into scale[index] when the operand has a scale
+    (moegen.harness.scaled)."""
     shape = torch.empty(t.shape, device="meta")[index].shape
-    scaled.fill(t, scale, index, verdict.randn(shape, gen, std))
+    scaled.fill(t, scale, index, verdict.randn(shape, gen, std), group)
 
 
 def _all_rows(sorted_routing, tokens: set[int]) -> list[tuple[int, int, int, float]]:
@@ -151,14 +153,14 @@ def run_case(
     rows = cov.rows if executor == "emulator" else _all_rows(sorted_routing, checked_tokens)
     on_device = tuple(t.to(device) for t in sorted_routing)
     if v["stage"] == 1:
-        w = torch.empty(E, 2 * inter, D, dtype=wdt, device=device)  # virtual until filled
+        w = scaled.logical_weight(v, (E, 2 * inter, D), wdt, device)  # virtual until filled
         x = torch.empty(T, D, dtype=act, device=device)
         sc = scaled.Scales(v, x, w)  # a scaled dtype's scale tensors (else none)
         _fill(x, (torch.tensor(sorted({0} | checked_tokens)),), gen, verdict.ACT_STD, sc.act)
         for e in routed:
-            _fill(w, (e, cov.cols), gen, verdict.weight_std(D), sc.weight)
-            _fill(w, (e, cov.cols + inter), gen, verdict.weight_std(D), sc.weight)
-        stored = _stored(v, w, routed, cov, inter)
+            _fill(w, (e, cov.cols), gen, verdict.weight_std(D), sc.weight, sc.group)
+            _fill(w, (e, cov.cols + inter), gen, verdict.weight_std(D), sc.weight, sc.group)
+        stored = _stored(v, w, wdt, routed, cov, inter)
         plan = module.prepare(x, stored, *on_device, topk=K, **sc.kwargs())
         out, ambiguous = _execute(plan, executor, arch, cov)
         got = torch.stack([out[t, s, cov.cols].float() for t, s, _, _ in cov.rows])
@@ -166,7 +168,9 @@ def run_case(
         ws = sc.weight
 
         def w_rows(e: int, cols: torch.Tensor) -> torch.Tensor:
-            return scaled.dequantized(w[e, cols], None if ws is None else ws[e, cols])
+            return scaled.dequantized(
+                w[e, cols], None if ws is None else ws[e, cols], sc.group, sc.dequant_dtype
+            )
 
         # each expert's rows converted once; the reference reads dequantized values (plain
         # ones for an unscaled dtype)
@@ -180,20 +184,26 @@ def run_case(
         keys = [verdict.RowKey(t, s, (e,)) for t, s, e, _ in cov.rows]
         checked = {(t, s) for t, s, _, _ in cov.rows}
         ref_rows = torch.stack(ref)
-        return _judge(got, ref_rows, keys, out.dtype, w, ambiguous, sorted_routing, v, checked)
-    w = torch.empty(E, D, inter, dtype=wdt, device=device)
+        return _judge(got, ref_rows, keys, out.dtype, stored, ambiguous, sorted_routing, v, checked)
+    w = scaled.logical_weight(v, (E, D, inter), wdt, device)
     a2 = torch.empty(T * K, inter, dtype=act, device=device)
     sc = scaled.Scales(v, a2, w)
     a2_rows = torch.tensor(sorted({0} | {t * K + s for t, s, _, _ in rows}))
     _fill(a2, (a2_rows,), gen, verdict.ACT_STD, sc.act)
     for e in routed:
-        _fill(w, (e, cov.cols), gen, verdict.weight_std(inter), sc.weight)
-    plan = module.prepare(a2, _stored(v, w, routed, cov, None), *on_device, topk=K, **sc.kwargs())
+        _fill(w, (e, cov.cols), gen, verdict.weight_std(inter), sc.weight, sc.group)
+    stored = _stored(v, w, wdt, routed, cov, None)
+    plan = module.prepare(a2, stored, *on_device, topk=K, **sc.kwargs())
     out, ambiguous = _execute(plan, executor, arch, cov)
     ref: dict[int, torch.Tensor] = {}
     experts: dict[int, list[int]] = {}
     w_deq = {
-        e: scaled.dequantized(w[e, cov.cols], None if sc.weight is None else sc.weight[e, cov.cols])
+        e: scaled.dequantized(
+            w[e, cov.cols],
+            None if sc.weight is None else sc.weight[e, cov.cols],
+            sc.group,
+            sc.dequant_dtype,
+        )
         for e in {e for _, _, e, _ in rows}
     }
     for t, s, e, rw in rows:
@@ -207,15 +217,17 @@ def run_case(
     keys = [verdict.RowKey(t, None, tuple(sorted(experts[t]))) for t in toks]
     checked = {(t, s) for t, s, _, _ in rows}
     ref_rows = torch.stack([ref[t] for t in toks])
-    return _judge(got, ref_rows, keys, out.dtype, w, ambiguous, sorted_routing, v, checked)
+    return _judge(got, ref_rows, keys, out.dtype, stored, ambiguous, sorted_routing, v, checked)
 
 
-def _stored(v: dict, w: torch.Tensor, routed: list[int], cov: Covered, up_rows: int | None):
+def _stored(
+    v: dict, w: torch.Tensor, dtype: torch.dtype, routed: list[int], cov: Covered, up_rows: int | None
+):
     """The kernel's copy of the lazily filled logical weight `w`, in the variant's layout: only
     the filled rows (whole N-blocks, so whole 16-row groups; stage 1 also the up rows
     `up_rows` further) are written, so a 9 GiB tensor stays virtual. The value at each byte
     address follows the layout's mapping; the reference keeps reading the logical `w`."""
-    stored = torch.empty_like(w)
+    stored = torch.empty(scaled.stored_shape(v, tuple(w.shape)), dtype=dtype, device=w.device)
     tile_n = v["tile_n"]
     for e in routed:
         for b in cov.n_blocks:
@@ -276,13 +288,13 @@ def refusal(
     if v["stage"] == 1:
         operands = (
             torch.empty(T, D, dtype=act, device="meta"),
-            torch.empty(E, 2 * inter, D, dtype=wdt, device="meta"),
+            torch.empty(scaled.stored_shape(v, (E, 2 * inter, D)), dtype=wdt, device="meta"),
         )
         entry = module.moe_stage1
     else:
         operands = (
             torch.empty(T * K, inter, dtype=act, device="meta"),
-            torch.empty(E, D, inter, dtype=wdt, device="meta"),
+            torch.empty(scaled.stored_shape(v, (E, D, inter)), dtype=wdt, device="meta"),
         )
         entry = module.moe_stage2
     try:

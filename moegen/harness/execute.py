@@ -43,7 +43,7 @@ import torch
 from moegen.backends.flydsl.audit import MLIR_GLOB
 from moegen.core.vocabulary import TOKEN_BITS, TOKEN_MASK, cache_home
 from moegen.harness import scaled, verdict
-from moegen.runtime import preshuffle, reference, routing
+from moegen.runtime import preshuffle, quant, reference, routing
 from moegen.runtime.launch import KernelCall, LaunchPlan, run_plan
 from moegen.runtime.modules import load_module
 
@@ -347,7 +347,7 @@ class KernelCase:
             ref,
             keys,
             out_dtype=result.dtype,
-            slab_bytes=verdict.slab_bytes(self.weight),
+            slab_bytes=verdict.slab_bytes(self.stored_weight),
             ambiguous=touching,
             accumulation=verdict.accumulation_rtol(self.module.VARIANT),
         )
@@ -427,20 +427,23 @@ def make_case(
     act = torch.empty(act_shape, dtype=act_dtype)
     std = verdict.weight_std(k)
     used = sorted(topk_ids.unique().tolist())
-    weight = torch.empty(experts, rows, k, dtype=weight_dtype)
+    weight = scaled.logical_weight(variant, (experts, rows, k), weight_dtype, "cpu")
     sc = scaled.Scales(variant, act, weight)  # a scaled dtype quantizes per row (else a cast)
     scaled.fill(act, sc.act, (slice(None),), verdict.randn(act_shape, gen, verdict.ACT_STD))
-    stored = torch.empty_like(weight)
+    stored = torch.empty(scaled.stored_shape(variant, tuple(weight.shape)), dtype=weight_dtype)
     for e in used if lazy_weights else range(experts):  # one slab at a time: no fp32 copy
-        scaled.fill(weight, sc.weight, (e,), verdict.randn((rows, k), gen, std))
+        scaled.fill(weight, sc.weight, (e,), verdict.randn((rows, k), gen, std), sc.group)
         store_weight(variant, stored, weight, e, range(rows))
 
     act_ref = scaled.dequantized(act, sc.act)  # the reference reads dequantized values
+    w_ref, w_scale = weight, sc.weight
+    if sc.group:  # per-group scales: the reference reads each slab dequantized (scaled.py)
+        w_ref, w_scale = scaled.GroupDequantized(weight, sc.weight, sc.group, sc.dequant_dtype), None
     if stage1:
         weighting = topk_weights if variant["doweight"] else None
-        ref = reference.stage1(act_ref, weight, topk_ids, weighting, w_scale=sc.weight)
+        ref = reference.stage1(act_ref, w_ref, topk_ids, weighting, w_scale=w_scale)
     else:
-        ref = reference.stage2(act_ref, weight, topk_ids, topk_weights, w_scale=sc.weight)
+        ref = reference.stage2(act_ref, w_ref, topk_ids, topk_weights, w_scale=w_scale)
     return KernelCase(
         module, arch, act, weight, topk, topk_ids, topk_weights, sorted_routing, ref, stored,
         sc.kwargs(),
@@ -451,9 +454,15 @@ def store_weight(
     variant: dict, stored: torch.Tensor, weight: torch.Tensor, expert: int, rows: range
 ) -> None:
     """stored[expert, rows] = weight[expert, rows] in the variant's weight_layout, touching only
-    those rows (rows start and end on 16-row groups; lazily allocated tensors stay lazy)."""
+    those rows (rows start and end on 16-row groups; lazily allocated tensors stay lazy).
+    Packed int4 (weight_pack 2): the logical int8 values packed two per byte and the bytes
+    preshuffled (moegen.runtime.quant.shuffle_int4, "packed_16x16")."""
     if variant["weight_layout"] != "preshuffle_16x16":
         raise ValueError(f"{variant['name']}: unknown weight_layout {variant['weight_layout']!r}")
+    if scaled.pack(variant) > 1:
+        part = slice(rows.start, rows.stop)
+        stored[expert, part] = quant.shuffle_int4(weight[expert, part], "packed_16x16")
+        return
     preshuffle.shuffle_rows_into(stored, weight, (expert,), rows)
 
 

@@ -254,6 +254,12 @@ def _check_limits(problems: list[str], variant: Mapping[str, Any], dims: MoeDims
     )
 
 
+def _packed(pack: int, sep: str = "") -> str:
+    """How a message names a packed weight's last dim (nothing for unpacked weights)."""
+    suffix = f"{sep}{pack}" if sep else f" / {pack} ({pack} values per stored element)"
+    return "" if pack == 1 else suffix
+
+
 def _stage1_dims(
     problems: list[str], variant: Mapping[str, Any], x: torch.Tensor, w1: torch.Tensor, topk: int
 ) -> tuple[int, int, int, int]:
@@ -261,9 +267,11 @@ def _stage1_dims(
     tokens, model_dim = x.shape
     experts, two_inter, w_model_dim = w1.shape
     inter = two_inter // 2
-    if w_model_dim != model_dim:
+    pack = variant.get("weight_pack", 1)  # packed weights (int4: 2 per byte) store K / pack
+    if w_model_dim * pack != model_dim:
         problems.append(
-            f"w1: expected last dim model_dim={model_dim} (x.shape[1]), got shape {list(w1.shape)}"
+            f"w1: expected last dim model_dim={model_dim} (x.shape[1]){_packed(pack)}, got shape "
+            f"{list(w1.shape)}"
         )
     if two_inter % 2:
         problems.append(
@@ -287,12 +295,13 @@ def _stage2_dims(
     """(experts, model_dim, inter, tokens) of a2 [tokens*topk, inter], w2 [E, model_dim, inter]."""
     rows, inter = a2.shape
     experts, model_dim, w_inter = w2.shape
+    pack = variant.get("weight_pack", 1)
     if rows % topk:
         problems.append(f"a2: expected tokens * topk rows (topk={topk}), got {rows}")
-    if w_inter != inter:
+    if w_inter * pack != inter:
         problems.append(
-            f"w2: expected last dim inter={inter} (a2.shape[1]), got shape {list(w2.shape)}; "
-            "w2 is [experts, model_dim, inter]"
+            f"w2: expected last dim inter={inter} (a2.shape[1]){_packed(pack)}, got shape "
+            f"{list(w2.shape)}; w2 is [experts, model_dim, inter{_packed(pack, ' / ')}]"
         )
     if model_dim % variant["tile_n"]:
         problems.append(
@@ -370,7 +379,7 @@ def validate(
 class ScaleLayout:
     """One declared scale tensor as prepare() takes it."""
 
-    kind: str  # per_token | per_channel (moegen.core.vocabulary.SCALE_KINDS)
+    kind: str  # per_token | per_channel | per_group (moegen.core.vocabulary.SCALE_KINDS)
     dtype: str
     shape: list[int]
     layout: str  # how messages describe the shape
@@ -392,6 +401,15 @@ def scale_layouts(
         elif kind == "per_channel":
             out[f"{w_name}_scale"] = ScaleLayout(
                 kind, dtype, list(w_shape[:2]), f"[experts, rows of {w_name}]"
+            )
+        elif kind == "per_group":
+            # [E, N, K / group] over the logical K (packed weights hold weight_pack per element)
+            k = w_shape[2] * variant.get("weight_pack", 1)
+            out[f"{w_name}_scale"] = ScaleLayout(
+                kind,
+                dtype,
+                [*w_shape[:2], k // scale["group"]],
+                f"[experts, rows of {w_name}, K / {scale['group']}]",
             )
         else:  # the spec refuses the others (moegen.core.vocabulary.TEMPLATE_SCALES)
             raise ValueError(f"{variant['name']}: no layout for a {scale['kind']} scale")

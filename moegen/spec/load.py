@@ -7,6 +7,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Mapping
 
+from moegen.core.vocabulary import SCALE_DTYPE_BITS
 from moegen.spec.checks import (
     _not_a_string,
     _quote_hint,
@@ -160,7 +161,7 @@ def _load_scales(what: str, body: LMap, errors: list[SpecError]) -> tuple[Scale,
         if "kind" in entry:
             expect_choice(kind, tuple(SCALE_KINDS), entry.at("kind"), f"{where}.kind", errors)
         if "dtype" in entry:
-            expect_choice(entry["dtype"], ("float32",), entry.at("dtype"), f"{where}.dtype", errors)
+            expect_choice(entry["dtype"], tuple(SCALE_DTYPE_BITS), entry.at("dtype"), f"{where}.dtype", errors)
         if "applied" in entry:
             expect_choice(entry["applied"], SCALE_APPLIED, entry.at("applied"), f"{where}.applied", errors)
         if kind == "per_group":

@@ -152,8 +152,22 @@ class DType:
 
     @property
     def weight_scale(self) -> Scale | None:
-        """The per-output-channel weight scale, if the dtype declares one."""
-        return self.scale("per_channel")
+        """The weight's scale tensor (per-output-channel or per-group), if the dtype declares
+        one: the kernels' WScale argument, addressed and audited like the weight."""
+        return self.scale("per_channel") or self.scale("per_group")
+
+    @property
+    def epilogue_weight_scale(self) -> Scale | None:
+        """The weight scale applied to the accumulator in the epilogue (per-output-channel)."""
+        s = self.weight_scale
+        return s if s is not None and s.applied == "epilogue" else None
+
+    @property
+    def group_scale(self) -> Scale | None:
+        """The weight scale applied to the weights per group along K, dequantized in registers
+        before the MFMA (int4 W4A16), if the dtype declares one."""
+        s = self.weight_scale
+        return s if s is not None and s.applied == "weights" else None
 
     @property
     def weight_bytes(self) -> float:
@@ -382,6 +396,7 @@ class Variant:
             # Scale tensors (the guards and the address model size them from these).
             info["scales"] = [
                 {"kind": s.kind, "operand": s.operand, "dtype": s.dtype, "applied": s.applied}
+                | ({"group": s.group} if s.group else {})
                 for s in self.dtype.scales
             ]
             info["accumulator"] = self.dtype.accumulator

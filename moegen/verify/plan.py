@@ -237,6 +237,8 @@ def _compile_params(v: Variant, arch: str, module: Path, shape: Shape, experts: 
         "weight_dtype": v.dtype.weight_torch[arch],
         # a scaled dtype's prepare() also takes its scale tensors (launch.empty_scales)
         **({"variant": v.record} if v.dtype.scales else {}),
+        # packed weights (int4: 2 per byte) store K / weight_pack elements per row
+        **({"weight_pack": v.dtype.packing} if v.dtype.packing > 1 else {}),
     }
 
 

@@ -101,7 +101,7 @@ def run_check(check: Check, cache: Path | None = None) -> Outcome:
 def _scale_audits(
     backend, check: Check, dump_dir: Path, weight_audits: tuple[KernelAudit, ...]
 ) -> tuple[KernelAudit, ...]:
-    """The per-channel weight scale's addressing, audited like the weight (its own buffer
+    """The weight scale's addressing (per-channel or per-group), audited like the weight (its own buffer
     resource must be rebased per expert in per_expert variants, one resource over all experts
     in whole_tensor ones). Kernel-wide findings (the i32 widenings) stay with the weight's
     audit; the scale's own problems are prefixed with its parameter name."""

@@ -36,6 +36,10 @@ def specs(arch: str) -> dict:
         "ballot_partial": ("launch_cross_lane", lambda: (i32(128), "partial")),
         "unknown_ops": ("launch_cross_lane", lambda: (i32(64), "unknown")),
         "operand_split": ("launch_operand_split", lambda: (i32(256), i32(512))),
+        "int4_dequant": (
+            "launch_int4_dequant",
+            lambda: (i32(256), torch.zeros(64, dtype=torch.bfloat16), i32(1024)),
+        ),
     }
     for variant in ("static", "race", "raw_barrier", "dynamic"):
         out[f"lds_{variant}"] = ("launch_lds", lambda v=variant: (i32(512), 0, v))

@@ -375,6 +375,32 @@ def launch_convert(
     convert(X, Half, Words, Math).launch(grid=(1, 1, 1), block=(WAVE, 1, 1), stream=stream)
 
 
+# ---- int4 dequantization (the W4A16 kernels' building block) --------------------------------
+
+
+@flyc.kernel
+def int4_dequant(W: fx.Tensor, S: fx.Tensor, Out: fx.Tensor):
+    """Lane l: W[4l:4l+4] (16 bytes = 32 packed int4 values, as one 16 B weight load) and its
+    bf16 scale S[l] -> Out[32l:32l+32] = 32 bf16 values, through the very helpers the
+    generated int4 kernels call (moegen.backends.flydsl.device.load_group_scale and
+    dequant_int4: shifts, arithmetic shift right, sitofp, fmul, fptrunc to bf16)."""
+    from moegen.backends.flydsl.device import dequant_int4, load_group_scale
+
+    tid = _tid()
+    raw = _load(_vec(4, I32()), _rsrc(W), tid * 16)
+    scale = load_group_scale(_rsrc(S), tid)
+    out = _rsrc(Out)
+    for d in fx.range_constexpr(4):  # a constant dword index (a plain range is a device loop)
+        _store(dequant_int4(raw, d, scale), out, tid * 64 + d * 16)
+
+
+@flyc.jit
+def launch_int4_dequant(
+    W: fx.Tensor, S: fx.Tensor, Out: fx.Tensor, stream: fx.Stream = fx.Stream(None)
+):
+    int4_dequant(W, S, Out).launch(grid=(1, 1, 1), block=(WAVE, 1, 1), stream=stream)
+
+
 # ---- cross-lane ops ------------------------------------------------------------------------
 
 

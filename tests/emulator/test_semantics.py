@@ -261,6 +261,41 @@ def test_conversions_and_math(dumps, arch):
     assert m[8, 5].item() == 1.0 and m[9, 5].item() == -1.0 and m[8, 0].item() == 4.0
 
 
+# ---- int4 dequantization (W4A16) -------------------------------------------------------------
+
+
+def test_int4_dequant(dumps, arch):
+    """Packed int4 -> bf16(value * scale), by hand. A dword holds 8 consecutive K values, value i
+    in bits [4i, 4i + 4), two's complement (0x8 = -8, 0xF = -1); a 16-byte load is 4 dwords in
+    K order. The scale is bf16; value * scale is exact in f32 and rounded once to bf16, to
+    nearest even (AMD ISA v_cvt RNE; LLVM fptrunc)."""
+    w = torch.zeros(64, 4, dtype=torch.int64)
+    s = torch.ones(64, dtype=torch.float32)
+    w[0] = torch.tensor([0x76543210, 0xFEDCBA98, 0x00000000, 0x8F1F7F80])
+    s[0] = 1.0
+    w[1] = torch.tensor([0x76543210, 0xFEDCBA98, 0x11111111, 0x88888888])
+    s[1] = -0.5
+    w[2] = torch.tensor([0x00000003, 0x00000005, 0x00000009, 0x000000F7])  # 3, 5, -7, 7, -1
+    s[2] = 1 + 2**-7  # bf16 0x3F81: products 3.0234375, 5.0390625, -7.0546875 are not bf16
+    out = torch.zeros(64 * 16, dtype=torch.int32)
+    emu(dumps, arch, "int4_dequant").launch(
+        "int4_dequant_0", [w.to(torch.int32).view(-1), s.to(torch.bfloat16), out]
+    )
+    got = out.view(torch.bfloat16).float().view(64, 32)
+    low = list(range(8)) + list(range(-8, 0))  # dwords 0 and 1 of lanes 0 and 1
+    # 0x8F1F7F80 from its low nibble up: 0, 8, F, 7, F, 1, F, 8
+    assert got[0].tolist() == low + [0.0] * 8 + [0.0, -8.0, -1.0, 7.0, -1.0, 1.0, -1.0, -8.0]
+    assert got[1].tolist() == [v * -0.5 for v in low] + [-0.5] * 8 + [4.0] * 8
+    # 3 * 1.0078125 = 3 + 1.5 ulp (ulp 2**-6 in [2, 4)): a tie, to the even 3.03125;
+    # 5 * 1.0078125 = 5 + 1.25 ulp (ulp 2**-5): down to 5.03125; -7.0546875 = -(7 + 1.75 ulp):
+    # -7.0625; 7 and -1 (0xF7: value 0 = 7, value 1 = -1) likewise 7.0625 and -1.0078125 (exact)
+    assert got[2, 0].item() == 3.03125 and got[2, 8].item() == 5.03125
+    assert got[2, 16].item() == -7.0625
+    assert got[2, 24].item() == 7.0625 and got[2, 25].item() == -1.0078125
+    assert (got[2, [1, 2, 7, 9, 15, 17, 23, 26, 31]] == 0).all()
+    assert (got[3:] == 0).all()  # zero bytes with scale 1
+
+
 # ---- cross-lane ops -------------------------------------------------------------------------
 
 

@@ -32,6 +32,13 @@ _EDGES = "tests/test_pipeline_edges.py"
 _S2_F16 = "generated/tests/test_moe_s2_fp16_per_expert_out_float16.py"
 _S1_FP8 = "generated/tests/test_moe_s1_fp8_per_expert.py"
 _S2_FP8 = "generated/tests/test_moe_s2_fp8_per_expert.py"
+_S1_INT4 = "generated/tests/test_moe_s1_int4_bf16_per_expert.py"
+# the per_expert scale rebase (templates/flydsl/_addressing.j2), per-channel and per-group
+_SCALE_REBASE = (
+    "    ws_rsrc = buffer_rsrc(fx.add_offset(fx.get_iter(WScale), fx.Int64(expert) * "
+    'fx.Int64({{ rows }}{{ (" * " ~ per_row) if per_row }})))\n'
+    "    ws_row0 = 0\n"
+)
 _S2_REDUCE = "generated/tests/test_moe_s2_bf16_per_expert_out_bfloat16_reduce.py"
 
 BUGS: tuple[Bug, ...] = (
@@ -113,12 +120,43 @@ BUGS: tuple[Bug, ...] = (
     Bug(
         "fp8_weight_scale_whole_tensor_in_per_expert",
         "templates/flydsl/_addressing.j2",
-        "    ws_rsrc = buffer_rsrc(fx.add_offset(fx.get_iter(WScale), fx.Int64(expert) * fx.Int64({{ rows }})))\n"
-        "    ws_row0 = 0\n",
+        _SCALE_REBASE,
         "    ws_rsrc = buffer_rsrc(fx.get_iter(WScale))\n    ws_row0 = expert * {{ rows }}\n",
         (_S1_FP8, "-k", "compile_and_audit"),
         "a per_expert variant that rebases its weight but folds the expert into the scale "
         "tensor's 32-bit offset: numerically right today, audited as whole_tensor",
+    ),
+    Bug(
+        "int4_group_scale_whole_tensor_in_per_expert",
+        "templates/flydsl/_addressing.j2",
+        _SCALE_REBASE,
+        "    ws_rsrc = buffer_rsrc(fx.get_iter(WScale))\n    ws_row0 = expert * {{ rows }}\n",
+        (_S1_INT4, "-k", "compile_and_audit"),
+        "the same for int4's per-group scales [E, N, K / 32]: the expert folded into their "
+        "32-bit offset in a per_expert variant, audited as whole_tensor",
+    ),
+    Bug(
+        "int4_nibbles_high_first",
+        "moegen/backends/flydsl/device.py",
+        "_INT4_SHIFTS = [28 - 4 * i for i in range(8)]",
+        "_INT4_SHIFTS = [4 * i for i in range(8)]",
+        ("tests/emulator/test_semantics.py::test_int4_dequant", _S1_INT4 + "::test_boundary"),
+        "int4 unpacked high nibble first (FlyDSL's legacy split_nibbles order or a swapped "
+        "pack_uint4): every K value of a dword meets another's activation",
+    ),
+    Bug(
+        "int4_dequant_truncates",
+        "moegen/backends/flydsl/device.py",
+        "    rounded = arith.truncf(ir.VectorType.get([8], ir.Type.parse(element)), scaled)",
+        "    rounded = vector.bitcast(\n"
+        "        ir.VectorType.get([8], ir.Type.parse(element)),\n"
+        "        arith.trunci(ir.VectorType.get([8], ir.IntegerType.get_signless(16)), arith.shrui(\n"
+        "            vector.bitcast(v8i, scaled), arith.constant(v8i, ir.DenseElementsAttr.get_splat(\n"
+        "                v8i, ir.IntegerAttr.get(i32, 16))))),\n"
+        "    )",
+        ("tests/emulator/test_semantics.py::test_int4_dequant",),
+        "bf16 by dropping the low 16 bits of the f32 product (round toward zero) instead of "
+        "rounding to nearest even: a bias of up to one bf16 ulp per weight",
     ),
     # ---- the pipelined K loop and the preshuffled layout -----------------------------------
     Bug(
@@ -244,7 +282,7 @@ BUGS: tuple[Bug, ...] = (
     Bug(
         "launch_w2_inner_dim_unchecked",
         "moegen/runtime/launch.py",
-        "    if w_inter != inter:\n",
+        "    if w_inter * pack != inter:\n",
         "    if False:\n",
         ("tests/test_launch.py",),
         "w2 with the wrong inner dimension is read with a2's row stride",

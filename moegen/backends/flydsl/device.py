@@ -9,8 +9,9 @@ from __future__ import annotations
 from typing import Mapping
 
 import flydsl.expr as fx
+import numpy as np
 from flydsl._mlir import ir
-from flydsl._mlir.dialects import llvm, vector
+from flydsl._mlir.dialects import arith, llvm, vector
 from flydsl.expr import rocdl
 from flydsl.runtime.device import get_rocm_arch
 
@@ -89,6 +90,44 @@ def load_scale(rsrc, index):
     """One float32 scale per lane: element `index` (a 32-bit element offset) of a scale tensor."""
     f32 = ir.F32Type.get()
     return fx.Float32(rocdl.raw_ptr_buffer_load(f32, rsrc, index * 4, fx.Int32(0), 0))
+
+
+def load_group_scale(rsrc, index, cache: int = CACHE_DEFAULT):
+    """One bfloat16 per-group weight scale per lane (element `index`, a 32-bit element offset),
+    kept bf16: dequant_int4 widens it where it is used, so a prefetched scale is not waited
+    for at its load (a widening right after the load made the compiler wait there)."""
+    return rocdl.raw_ptr_buffer_load(ir.BF16Type.get(), rsrc, index * 2, fx.Int32(0), cache)
+
+
+# A packed int4 dword holds 8 consecutive K values, value i in bits [4i, 4i + 4) (two's
+# complement; plain packing, low nibble first): shifting left by 28 - 4i puts value i's sign
+# bit at bit 31, and the arithmetic shift right by 28 sign-extends it.
+_INT4_SHIFTS = [28 - 4 * i for i in range(8)]
+
+
+def dequant_int4(raw, dword: int, scale, element: str = "bf16"):
+    """element(int4 value * scale) of the 8 values in dword `dword` of one lane's loaded weight
+    vector, in K order, as 4 dwords (pairs of the 16-bit `element` type, the activations' MLIR
+    type: bf16 or f16; the lower K in the low half): the same K order as a 16-byte LDS read of 8
+    activations. `scale` is the group's bf16 scale (load_group_scale); value * scale is exact
+    in f32 (4 x 8 significant bits), so the one rounding is the final round-to-nearest-even to
+    `element`."""
+    i32, f32 = ir.IntegerType.get_signless(32), ir.F32Type.get()
+    scale = arith.extf(f32, _ir(scale))
+    v8i, v8f = ir.VectorType.get([8], i32), ir.VectorType.get([8], f32)
+    word = vector.broadcast(v8i, vector.extract(raw, [], [dword]))
+    shifts = arith.constant(
+        v8i, ir.DenseElementsAttr.get(np.array(_INT4_SHIFTS, dtype=np.int32), type=v8i)
+    )
+    sign = arith.constant(v8i, ir.DenseElementsAttr.get_splat(v8i, ir.IntegerAttr.get(i32, 28)))
+    values = arith.shrsi(arith.shli(word, shifts), sign)
+    scaled = arith.mulf(arith.sitofp(v8f, values), vector.broadcast(v8f, _ir(scale)))
+    rounded = arith.truncf(ir.VectorType.get([8], ir.Type.parse(element)), scaled)
+    return vector.bitcast(ir.VectorType.get([4], i32), rounded)
+
+
+def _ir(value):
+    return value.ir_value() if hasattr(value, "ir_value") else value
 
 
 def lds_alloc(nbytes: int):

@@ -38,10 +38,11 @@ def plan_operands(params: Mapping[str, Any]) -> tuple[Any, ...]:
 
     e, d, i, t, k = (params[n] for n in ("experts", "model_dim", "inter", "tokens", "topk"))
     act, weight = getattr(torch, params["act_dtype"]), getattr(torch, params["weight_dtype"])
+    pack = params.get("weight_pack", 1)  # packed weights store K / pack elements per row
     if params["stage"] == 1:
-        a, w = torch.empty(t, d, dtype=act), torch.empty(e, 2 * i, d, dtype=weight)
+        a, w = torch.empty(t, d, dtype=act), torch.empty(e, 2 * i, d // pack, dtype=weight)
     else:
-        a, w = torch.empty(t * k, i, dtype=act), torch.empty(e, d, i, dtype=weight)
+        a, w = torch.empty(t * k, i, dtype=act), torch.empty(e, d, i // pack, dtype=weight)
     # Every expert gets rows (distinct experts per token), so every code path is traced.
     topk_ids = (torch.arange(t)[:, None] + torch.arange(k)[None, :]) % e
     topk_weights = torch.full((t, k), 1.0 / k)

@@ -21,6 +21,10 @@ SUPPORTED_OUT_DTYPES = ("float32", "float16", "bfloat16")
 LANE_LOAD_BYTES = 16
 LANE_GROUPS = 4  # 64 lanes / 16 rows
 OPERAND_BITS = (8, 16)  # activation and weight element bits the K loop handles (equal ones)
+# Weight bits dequantized in registers (int4 W4A16: 2 per byte, 32 per 16-byte lane load = one
+# scale group, multiplied by its group's scale into the 16-bit activation type).
+DEQUANT_BITS = (4,)
+GROUP_SCALE_DTYPE = "bfloat16"  # upstream's int4_bf16 group scales (variants.yaml int4_bf16)
 # Bits of the MLIR element type a dtype's `mfma.<arch>.operand` names (a lane's operand vector
 # holds `width` of them).
 OPERAND_TYPE_BITS = {"i8": 8, "i16": 16, "bf16": 16, "f16": 16, "i32": 32, "i64": 64}
@@ -76,11 +80,14 @@ def check_tiles(v: Any) -> list[str]:
                 f"{sorted(OPERAND_TYPE_BITS)}"
             )
             continue
+        # The MFMA multiplies activation-typed operands: weights are loaded as such, or (int4)
+        # dequantized into the activation type in registers.
+        elem_bits = v.dtype.activation_bits
         lane_bits = mfma.width * bits
-        if lane_bits != (mfma.k // LANE_GROUPS) * v.dtype.weight_bits:
+        if lane_bits != (mfma.k // LANE_GROUPS) * elem_bits:
             problems.append(
                 f"{arch} MFMA {mfma.op}: a lane's operand ({mfma.width} x {mfma.operand}) must hold "
-                f"k/4 = {mfma.k // LANE_GROUPS} elements of {v.dtype.weight_bits} bits "
+                f"k/4 = {mfma.k // LANE_GROUPS} elements of {elem_bits} bits "
                 f"(4 lane groups share k={mfma.k})"
             )
         elif lane_bits % 32 or (LANE_LOAD_BYTES * 8) % lane_bits:
@@ -88,15 +95,8 @@ def check_tiles(v: Any) -> list[str]:
                 f"{arch} MFMA {mfma.op}: a lane's operand must fill whole dwords "
                 f"and split a {LANE_LOAD_BYTES}-byte load evenly"
             )
-    if v.dtype.weight_bits not in OPERAND_BITS or v.dtype.activation_bits != v.dtype.weight_bits:
-        problems.append(
-            f"the preshuffled K loop handles equal {' or '.join(map(str, OPERAND_BITS))}-bit "
-            f"activations and weights only (this dtype: {v.dtype.activation_bits}-bit "
-            f"activations, {v.dtype.weight_bits}-bit weights)"
-        )
-    if v.dtype.packing != 1:
-        problems.append(f"packed weights (packing {v.dtype.packing}) are not yet supported by the FlyDSL templates")
-    kb = k_block(v.dtype.weight_bits) if v.dtype.weight_bits in OPERAND_BITS else K_BLOCK
+    problems += _operand_problems(v)
+    kb = k_block(v.dtype.weight_bits) if v.dtype.weight_bits in OPERAND_BITS + DEQUANT_BITS else K_BLOCK
     if v.tile_k <= 0 or v.tile_k % kb:
         problems.append(
             f"tile_k={v.tile_k} must be a positive multiple of {kb} (the preshuffled K block "
@@ -118,6 +118,48 @@ def check_tiles(v: Any) -> list[str]:
             f"stage-2 out_dtype {v.out_dtype!r} is not one the template can store; "
             f"use one of {list(SUPPORTED_OUT_DTYPES)}"
         )
+    return problems
+
+
+def _operand_problems(v: Any) -> list[str]:
+    """Activation and weight storage the K loop handles: equal 8- or 16-bit operands, or packed
+    4-bit weights (2 per byte) dequantized per group into 16-bit activations in registers."""
+    d = v.dtype
+    if d.weight_bits in DEQUANT_BITS:
+        problems = []
+        if d.weight_bits * d.packing != 8 or d.activation_bits != 16:
+            problems.append(
+                f"{d.weight_bits}-bit weights are handled packed {8 // d.weight_bits} per byte "
+                f"with 16-bit activations (this dtype: packing {d.packing}, "
+                f"{d.activation_bits}-bit activations)"
+            )
+        group = d.group_scale
+        k_pack = LANE_LOAD_BYTES * 8 // d.weight_bits
+        if group is None or group.group != k_pack or group.dtype != GROUP_SCALE_DTYPE:
+            problems.append(
+                f"{d.weight_bits}-bit weights are dequantized in registers by a per_group scale "
+                f"applied to the weights with group {k_pack} (one 16-byte lane load) in "
+                f"{GROUP_SCALE_DTYPE}; declare {{kind: per_group, dtype: {GROUP_SCALE_DTYPE}, "
+                f"applied: weights, group: {k_pack}}}"
+            )
+        return problems
+    problems = []
+    if d.weight_bits not in OPERAND_BITS or d.activation_bits != d.weight_bits:
+        problems.append(
+            f"the preshuffled K loop handles equal {' or '.join(map(str, OPERAND_BITS))}-bit "
+            f"activations and weights, or packed {DEQUANT_BITS[0]}-bit weights (this dtype: "
+            f"{d.activation_bits}-bit activations, {d.weight_bits}-bit weights)"
+        )
+    if d.packing != 1:
+        problems.append(f"packing {d.packing} is handled for {DEQUANT_BITS[0]}-bit weights only")
+    if d.group_scale is not None:
+        problems.append(
+            "a per_group scale applied to the weights dequantizes packed "
+            f"{DEQUANT_BITS[0]}-bit weights only; {d.weight_bits}-bit weights take epilogue scales"
+        )
+    for s in d.scales:
+        if s.applied == "epilogue" and s.dtype != "float32":
+            problems.append(f"the epilogue loads {s.kind} scales as float32, not {s.dtype}")
     return problems
 
 
