@@ -25,6 +25,7 @@ def tiles(**over):
             activation_bits=16,
             packing=1,
             scales=(),
+            accumulator="f32",
             mfma={"gfx942": mfma(16), "gfx950": mfma(32)},
         ),
     )
@@ -67,6 +68,7 @@ def test_preshuffled_k_loop_limits():
         activation_bits=8,
         packing=1,
         scales=("per_token", "per_channel"),
+        accumulator="f32",
         mfma={"gfx942": mfma(32, "i64", 1), "gfx950": mfma(32, "i64", 1)},
     )
     assert check_tiles(tiles(dtype=fp8, tile_m=32)) == []
@@ -78,6 +80,14 @@ def test_preshuffled_k_loop_limits():
     assert check_tiles(tiles(dtype=fp8, tile_m=32, tile_k=32)) == [
         "tile_k=32 must be a positive multiple of 64 (the preshuffled K block of 8-bit weights)"
     ]
+    # an i32 accumulator (int8's) is converted to f32 in the fused epilogues only: unscaled, it
+    # is accepted there and refused with split-K partials and the packed 16-bit stage-2 epilogue
+    i32 = SimpleNamespace(**{**vars(fp8), "scales": (), "accumulator": "i32"})
+    i32_only = "an i32 accumulator is converted to f32 in the fused epilogues only"
+    assert check_tiles(tiles(dtype=i32, tile_m=32)) == []
+    assert check_tiles(tiles(dtype=i32, tile_m=32, stage=2)) == []
+    assert i32_only in check_tiles(tiles(dtype=i32, tile_m=32, split_k=2))[0]
+    assert i32_only in check_tiles(tiles(dtype=i32, tile_m=32, stage=2, out_dtype="float16"))[0]
     mixed = SimpleNamespace(**{**vars(fp8), "activation_bits": 16})
     assert any("equal 8 or 16-bit activations and weights only" in p for p in check_tiles(tiles(dtype=mixed, tile_m=32)))
     assert check_tiles(tiles(tile_m=256, tile_k=128)) == [

@@ -63,8 +63,10 @@ position (declarable in the vocabulary, not yet generated)."""
 ACCUMULATORS = {"f32": "float32", "i32": "int32"}
 """An MFMA accumulator type (dtypes.<d>.accumulator) -> the torch dtype of its raw values:
 f32 for float MFMAs (bf16, f16, fp8), i32 for the integer ones (i8)."""
-TEMPLATE_ACCUMULATORS = ("f32",)
-"""Accumulator types the FlyDSL templates implement (i32: not yet)."""
+TEMPLATE_ACCUMULATORS = ("f32", "i32")
+"""Accumulator types the FlyDSL templates implement (i32: integer MFMAs, converted to f32 in the
+epilogue before the scales; moegen.backends.flydsl.limits refuses an i32 accumulator with a
+float MFMA, or with split-K, whose float32 partial atomics take no i32)."""
 
 BACKENDS = ("flydsl", "triton")
 """The kernel languages a variant may be generated in (variants.yaml's `backend` axis); each is a
@@ -122,6 +124,7 @@ class Mfma:
     k: int  # reduction depth of one instruction
     operand: str  # MLIR element type of the per-lane A/B vector
     width: int  # elements per lane: k split over the 4 groups of 16 lanes
+    acc: str = "f32"  # the accumulator type (an ACCUMULATORS key): the dtype's `accumulator`
 
 
 def cache_home() -> Path:

@@ -236,6 +236,23 @@ def _load_mfma(
         mfma[arch] = Mfma(entry["op"], entry["k"], entry["operand"], entry["width"])
 
 
+def _check_mfma_accumulator(what: str, body: LMap, mfma: Mapping[str, Mfma], errors: list[SpecError]) -> None:
+    """Each arch's MFMA accumulates in the dtype's `accumulator` (rocdl names its result type
+    first: mfma_<acc>_<M>x<N>x<K>...): an i32 accumulator needs the integer MFMAs, f32 float ones."""
+    acc = body.get("accumulator", "f32")
+    if acc not in ACCUMULATORS:
+        return
+    for arch, m in mfma.items():
+        if m.op.split("_")[:2] != ["mfma", acc]:
+            errors.append(
+                SpecError(
+                    body["mfma"][arch].at("op"),
+                    f"{what}: mfma.{arch}.op {m.op} does not accumulate in the dtype's accumulator {acc}",
+                    f"declare an mfma_{acc}_* op for {arch}, or the accumulator its op has",
+                )
+            )
+
+
 def _load_dtype(
     name: str, body: LMap, archs: Mapping[str, Arch], errors: list[SpecError]
 ) -> DType | None:
@@ -271,6 +288,7 @@ def _load_dtype(
                 _load_torch_dtype(what, arch, entry, act_torch, weight_torch, errors)
             else:
                 _load_mfma(what, arch, entry, mfma, errors)
+    _check_mfma_accumulator(what, body, mfma, errors)
     if len(errors) > n0:
         return None
     return DType(
