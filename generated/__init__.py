@@ -66,6 +66,10 @@ __all__ = ["VARIANTS", "NoAddressableVariant", "auto_stage1", "auto_stage2", "se
 #   moe_s1_int8_whole_tensor_t128x64x64      tile 128x64x64  tokens 513+
 #   moe_s2_int8_whole_tensor                 tile 32x64x128  tokens 1-512
 #   moe_s2_int8_whole_tensor_t128x64x64      tile 128x64x64  tokens 513+
+#   moe_s1_int8smooth_per_expert             tile 32x64x128  tokens 1-512
+#   moe_s1_int8smooth_per_expert_t128x64x64  tile 128x64x64  tokens 513+
+#   moe_s1_int8smooth_whole_tensor           tile 32x64x128  tokens 1-512
+#   moe_s1_int8smooth_whole_tensor_t128x64x64 tile 128x64x64  tokens 513+
 #   moe_s1_bf16_per_expert_triton            tile 32x64x128  tokens 1+
 #   moe_s1_bf16_per_expert_splitk2_triton    tile 32x64x128  tokens 1+
 #   moe_s2_bf16_per_expert_triton            tile 32x64x128  tokens 1+
@@ -559,6 +563,62 @@ VARIANTS = (
         name="moe_s1_int8_whole_tensor_t128x64x64",
         module="generated.flydsl.moe_s1_int8_whole_tensor_t128x64x64",
         dtype="int8",
+        stage=1,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_int8smooth_per_expert",
+        module="generated.flydsl.moe_s1_int8smooth_per_expert",
+        dtype="int8smooth",
+        stage=1,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_int8smooth_per_expert_t128x64x64",
+        module="generated.flydsl.moe_s1_int8smooth_per_expert_t128x64x64",
+        dtype="int8smooth",
+        stage=1,
+        split_k=1,
+        addressing="per_expert",
+        preferred=False,
+        min_tokens=513,
+        max_tokens=None,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_int8smooth_whole_tensor",
+        module="generated.flydsl.moe_s1_int8smooth_whole_tensor",
+        dtype="int8smooth",
+        stage=1,
+        split_k=1,
+        addressing="whole_tensor",
+        preferred=True,
+        min_tokens=1,
+        max_tokens=512,
+        out_dtype="bfloat16",
+        accumulate="atomic",
+        archs=("gfx942", "gfx950"),
+    ),
+    RegisteredVariant(
+        name="moe_s1_int8smooth_whole_tensor_t128x64x64",
+        module="generated.flydsl.moe_s1_int8smooth_whole_tensor_t128x64x64",
+        dtype="int8smooth",
         stage=1,
         split_k=1,
         addressing="whole_tensor",

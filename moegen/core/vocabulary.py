@@ -60,6 +60,14 @@ TEMPLATE_SCALES = (("per_token", "epilogue"), ("per_channel", "epilogue"))
 """(kind, applied) pairs the FlyDSL templates implement; the spec refuses the others at their
 position (declarable in the vocabulary, not yet generated)."""
 
+ACTIVATION_ROWS = ("token", "expanded")
+"""How stage 1's activations arrive (variants.yaml `dtypes.<d>.activation_rows`): `token` (the
+default), x [tokens, model_dim], one row (and per_token scale) per token; `expanded`, x
+pre-expanded per (token, slot) to [topk * tokens, model_dim], SLOT-MAJOR (row = slot * tokens +
+token, upstream's int8smooth: each (token, slot) row was smoothed by its expert's factors and
+quantized on its own, moegen.runtime.quant.quantize_smooth), one per_token scale per row. Stage
+2's a2 is per (token, slot) row in every dtype (token-major), so it ignores this."""
+
 ACCUMULATORS = {"f32": "float32", "i32": "int32"}
 """An MFMA accumulator type (dtypes.<d>.accumulator) -> the torch dtype of its raw values:
 f32 for float MFMAs (bf16, f16, fp8), i32 for the integer ones (i8)."""

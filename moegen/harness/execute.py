@@ -423,7 +423,8 @@ def make_case(
 
     stage1 = variant["stage"] == 1
     rows, k = (2 * inter, model_dim) if stage1 else (model_dim, inter)
-    act_shape = (tokens, model_dim) if stage1 else (tokens * topk, inter)
+    expanded = variant.get("act_rows") == "expanded"  # x per (token, slot), slot-major
+    act_shape = ((tokens * topk if expanded else tokens), model_dim) if stage1 else (tokens * topk, inter)
     act = torch.empty(act_shape, dtype=act_dtype)
     std = verdict.weight_std(k)
     used = sorted(topk_ids.unique().tolist())
@@ -438,6 +439,8 @@ def make_case(
     act_ref = scaled.dequantized(act, sc.act)  # the reference reads dequantized values
     if stage1:
         weighting = topk_weights if variant["doweight"] else None
+        if expanded:  # row slot * tokens + token -> [tokens, topk, model_dim]
+            act_ref = act_ref.view(topk, tokens, model_dim).transpose(0, 1)
         ref = reference.stage1(act_ref, weight, topk_ids, weighting, w_scale=sc.weight)
     else:
         ref = reference.stage2(act_ref, weight, topk_ids, topk_weights, w_scale=sc.weight)

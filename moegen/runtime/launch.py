@@ -257,8 +257,16 @@ def _check_limits(problems: list[str], variant: Mapping[str, Any], dims: MoeDims
 def _stage1_dims(
     problems: list[str], variant: Mapping[str, Any], x: torch.Tensor, w1: torch.Tensor, topk: int
 ) -> tuple[int, int, int, int]:
-    """(experts, model_dim, inter, tokens) of x [tokens, model_dim], w1 [E, 2*inter, model_dim]."""
+    """(experts, model_dim, inter, tokens) of x [tokens, model_dim], w1 [E, 2*inter, model_dim];
+    x [topk * tokens, model_dim] where the dtype's activations arrive expanded per (token, slot)."""
     tokens, model_dim = x.shape
+    if variant.get("act_rows") == "expanded":
+        if tokens % topk:
+            problems.append(
+                f"x: expected topk * tokens rows (topk={topk}), got {tokens}; this dtype's x is "
+                "expanded per (token, slot), slot-major (moegen.runtime.quant.quantize_smooth)"
+            )
+        tokens //= topk
     experts, two_inter, w_model_dim = w1.shape
     inter = two_inter // 2
     if w_model_dim != model_dim:

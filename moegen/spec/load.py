@@ -28,6 +28,7 @@ from moegen.spec.model import (
     DTYPE_KEYS,
     DTYPE_REQUIRED_KEYS,
     ACCUMULATORS,
+    ACTIVATION_ROWS,
     MFMA_KEYS,
     REQUIRED_SHAPES,
     SCALE_APPLIED,
@@ -125,6 +126,10 @@ def _check_dtype_storage(what: str, body: LMap, errors: list[SpecError]) -> None
                 f"declare one of {', '.join(TEMPLATE_ACCUMULATORS)} (moegen.core.vocabulary."
                 "TEMPLATE_ACCUMULATORS), or remove the dtype",
             )
+        )
+    if "activation_rows" in body:
+        expect_choice(
+            body["activation_rows"], ACTIVATION_ROWS, body.at("activation_rows"), f"{what}: activation_rows", errors
         )
     if "intermediate" in body:
         expect_choice(
@@ -302,6 +307,7 @@ def _load_dtype(
         scales=scales,
         accumulator=body.get("accumulator", "f32"),
         intermediate=body.get("intermediate"),
+        activation_rows=body.get("activation_rows", ACTIVATION_ROWS[0]),
         act_torch=MappingProxyType(dict(sorted(act_torch.items()))),
         weight_torch=MappingProxyType(dict(sorted(weight_torch.items()))),
         mfma=MappingProxyType(dict(sorted(mfma.items()))),
