@@ -326,8 +326,8 @@ def moe_s1_int8_whole_tensor_kernel(
                 if token < tokens:
                     xs = load_scale(xs_rsrc, token)  # x's per-token scale
                     for ni in fx.range_constexpr(N_SUBTILES):
-                        g = acc_f32(gate[mi * N_SUBTILES + ni], r, mfma.acc)
-                        u = acc_f32(up[mi * N_SUBTILES + ni], r, mfma.acc)
+                        g = acc_f32(gate[mi * N_SUBTILES + ni], mfma.acc)[r]
+                        u = acc_f32(up[mi * N_SUBTILES + ni], mfma.acc)[r]
                         # Dequantize in the epilogue, before SiLU: acc * x_scale[t] * w_scale[e, col].
                         g = g * xs * wsg[ni]
                         u = u * xs * wsu[ni]

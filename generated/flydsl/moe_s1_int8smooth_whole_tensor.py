@@ -336,8 +336,8 @@ def moe_s1_int8smooth_whole_tensor_kernel(
                         xs_rsrc, slot * tokens + token
                     )  # x's per-row scale (slot-major)
                     for ni in fx.range_constexpr(N_SUBTILES):
-                        g = acc_f32(gate[mi * N_SUBTILES + ni], r, mfma.acc)
-                        u = acc_f32(up[mi * N_SUBTILES + ni], r, mfma.acc)
+                        g = acc_f32(gate[mi * N_SUBTILES + ni], mfma.acc)[r]
+                        u = acc_f32(up[mi * N_SUBTILES + ni], mfma.acc)[r]
                         # Dequantize in the epilogue, before SiLU: acc * x_scale[t] * w_scale[e, col].
                         g = g * xs * wsg[ni]
                         u = u * xs * wsu[ni]

@@ -324,7 +324,7 @@ def moe_s2_int8_whole_tensor_kernel(
                     for ni in fx.range_constexpr(N_SUBTILES):
                         # Dequantize in the epilogue, before the routing weight.
                         y = (
-                            acc_f32(acc[mi * N_SUBTILES + ni], r, mfma.acc)
+                            acc_f32(acc[mi * N_SUBTILES + ni], mfma.acc)[r]
                             * a_s
                             * ws[ni]
                             * row_weights[r]

@@ -141,12 +141,13 @@ def mfma_tiles(mfma: Mfma, a: list, b: list, accs: list, n_subtiles: int) -> lis
     ]
 
 
-def acc_f32(acc, r: int, kind: str = "f32"):
-    """Accumulator element r of one lane's 16x16 tile as f32: an i32 accumulator (the integer
-    MFMAs' exact sum of int8 products) is converted here, in the epilogue, before any scale."""
+def acc_f32(acc, kind: str = "f32") -> list:
+    """One lane's 4 accumulator elements of a 16x16 tile as f32 values (index them [r]): an i32
+    accumulator (the integer MFMAs' exact sum of int8 products) is converted here, in the
+    epilogue, before any scale."""
     if kind == "i32":
-        return fx.Vector(acc, (4,), fx.Int32)[r].to(fx.Float32)
-    return fx.Vector(acc, (4,), fx.Float32)[r]
+        return [fx.Vector(acc, (4,), fx.Int32)[i].to(fx.Float32) for i in range(4)]
+    return [fx.Vector(acc, (4,), fx.Float32)[i] for i in range(4)]
 
 
 def silu(x):
