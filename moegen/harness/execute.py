@@ -361,7 +361,7 @@ class KernelCase:
         if variant["stage"] != 1:
             raise ValueError("only stage-1 outputs can be compared per workgroup")
         wgs = {tuple(w) + (0,) * (3 - len(w)) for w in only_wgs}
-        tokens, tile_m, tile_n = self.act.shape[0], variant["tile_m"], variant["tile_n"]
+        tokens, tile_m, tile_n = self.topk_ids.shape[0], variant["tile_m"], variant["tile_n"]
         ids = self.sorted_routing[0]
         mask = torch.zeros(self.reference.shape, dtype=torch.bool)
         for x, y in {(x, y) for x, y, _ in wgs}:
