@@ -92,7 +92,8 @@ def test_activations_and_outputs_past_4_gib(v):
     msg = refused(v, experts=8, model_dim=8192, inter=512, tokens=2**19, topk=8)
     if v.stage == 1:
         # 4 GiB of 1-byte expanded x rows (int8smooth), else 8 GiB of bf16 ones; out: 4 GiB
-        x = "x [4194304, 8192] spans" if v.dtype.activation_rows == "expanded" else "x [524288, 8192] spans"
+        expanded = v.dtype.activation_rows == "expanded"
+        x = "x [4194304, 8192] spans" if expanded else "x [524288, 8192] spans"
         expected = [x, "out [524288, 8, 512] spans"]
         if v.split_k > 1:
             expected.append("gate_up_partials (split-K, float32) [4194304, 1024] spans")  # 16 GiB

@@ -424,7 +424,8 @@ def make_case(
     stage1 = variant["stage"] == 1
     rows, k = (2 * inter, model_dim) if stage1 else (model_dim, inter)
     expanded = variant.get("act_rows") == "expanded"  # x per (token, slot), slot-major
-    act_shape = ((tokens * topk if expanded else tokens), model_dim) if stage1 else (tokens * topk, inter)
+    x_rows = tokens * topk if expanded else tokens
+    act_shape = (x_rows, model_dim) if stage1 else (tokens * topk, inter)
     act = torch.empty(act_shape, dtype=act_dtype)
     std = verdict.weight_std(k)
     used = sorted(topk_ids.unique().tolist())

@@ -129,7 +129,11 @@ def _check_dtype_storage(what: str, body: LMap, errors: list[SpecError]) -> None
         )
     if "activation_rows" in body:
         expect_choice(
-            body["activation_rows"], ACTIVATION_ROWS, body.at("activation_rows"), f"{what}: activation_rows", errors
+            body["activation_rows"],
+            ACTIVATION_ROWS,
+            body.at("activation_rows"),
+            f"{what}: activation_rows",
+            errors,
         )
     if "intermediate" in body:
         expect_choice(
@@ -241,9 +245,12 @@ def _load_mfma(
         mfma[arch] = Mfma(entry["op"], entry["k"], entry["operand"], entry["width"])
 
 
-def _check_mfma_accumulator(what: str, body: LMap, mfma: Mapping[str, Mfma], errors: list[SpecError]) -> None:
+def _check_mfma_accumulator(
+    what: str, body: LMap, mfma: Mapping[str, Mfma], errors: list[SpecError]
+) -> None:
     """Each arch's MFMA accumulates in the dtype's `accumulator` (rocdl names its result type
-    first: mfma_<acc>_<M>x<N>x<K>...): an i32 accumulator needs the integer MFMAs, f32 float ones."""
+    first: mfma_<acc>_<M>x<N>x<K>...): an i32 accumulator needs the integer MFMAs, f32 the
+    float ones."""
     acc = body.get("accumulator", "f32")
     if acc not in ACCUMULATORS:
         return
@@ -252,7 +259,8 @@ def _check_mfma_accumulator(what: str, body: LMap, mfma: Mapping[str, Mfma], err
             errors.append(
                 SpecError(
                     body["mfma"][arch].at("op"),
-                    f"{what}: mfma.{arch}.op {m.op} does not accumulate in the dtype's accumulator {acc}",
+                    f"{what}: mfma.{arch}.op {m.op} does not accumulate in the dtype's "
+                    f"accumulator {acc}",
                     f"declare an mfma_{acc}_* op for {arch}, or the accumulator its op has",
                 )
             )

@@ -146,7 +146,8 @@ BUGS: tuple[Bug, ...] = (
         "load_scale(xs_rsrc, slot * tokens + token)",
         "load_scale(xs_rsrc, token)",
         (f"{_S1_INT8S}::test_boundary[inter=384-decode-emulator]",),
-        "stage 1 reading int8smooth's per-row x_scale at the token instead of its (token, slot) row",
+        "stage 1 reading int8smooth's per-row x_scale at the token instead of its (token, slot) "
+        "row",
     ),
     # ---- the pipelined K loop and the preshuffled layout -----------------------------------
     Bug(
