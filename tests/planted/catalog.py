@@ -141,6 +141,14 @@ BUGS: tuple[Bug, ...] = (
         "of upstream's slot-major order",
     ),
     Bug(
+        "int8smooth_x_offset_loses_bit_31",
+        "templates/flydsl/moe_stage1.py.j2",
+        "return ((slot < topk).select(slot, 0) * tokens + token) * model_dim",
+        "return (((slot < topk).select(slot, 0) * tokens + token) * model_dim) & 0x7FFFFFFF",
+        ("tests/test_int8smooth_band.py",),
+        "expanded-row offsets that break at 2**31 (signed 32-bit math), below the 4 GiB guard",
+    ),
+    Bug(
         "int8smooth_scale_of_the_token_not_the_row",
         "templates/flydsl/moe_stage1.py.j2",
         "load_scale(xs_rsrc, slot * tokens + token)",
