@@ -337,6 +337,8 @@ def validate(
     a2 [tokens*topk, inter], w2 [E, model_dim, inter]."""
     routing_tensors = (sorted_token_ids, sorted_weights, sorted_expert_ids, num_valid_ids)
     act_name, act_layout, w_name, w_layout, dims_of = _STAGES[variant["stage"]]
+    if variant.get("act_rows") == "expanded":  # int8smooth: a row per (token, slot), slot-major
+        act_layout = "[topk * tokens, model_dim] (slot-major)"
     problems: list[str] = []
     names = ("sorted_token_ids", "sorted_weights", "sorted_expert_ids", "num_valid_ids")
     tensors = {act_name: act, w_name: w, **dict(zip(names, routing_tensors))}
