@@ -1,5 +1,6 @@
 """Dtype properties for scaled dtypes (variants.yaml `dtypes:`): what the loader builds from the
-shipped fp8 entry, and what the FlyDSL limits accept or refuse by property."""
+shipped fp8, int8 and int8smooth entries, and what the FlyDSL limits accept or refuse by
+property."""
 
 from __future__ import annotations
 
@@ -119,3 +120,30 @@ def test_guard_names_missing_and_misshapen_scales(fp8_variants):
     assert "w1_scale: expected dtype float32, got float16" in msg
     msg = problems(**launch.empty_scales(v, x, w), a2_scale=torch.empty(8))
     assert "a2_scale: this variant's dtype declares no such scale" in msg
+
+
+def test_int8_and_int8smooth_declare_an_i32_accumulator_and_their_rows():
+    """int8: fp8's scales with the i8 MFMA's i32 accumulator; int8smooth: the same with x
+    expanded per (token, slot), a property its stage-1 modules record and its launcher reads."""
+    variants = [
+        v
+        for v in enumerate_variants(ROOT / "variants.yaml")
+        if v.dtype.name in ("int8", "int8smooth") and v.backend == "flydsl"
+    ]
+    if not variants:
+        pytest.skip("variants.yaml declares no int8 variant")
+    for v in variants:
+        dt = v.dtype
+        assert dt.accumulator == "i32" and dt.intermediate == "bfloat16"
+        assert {m.op.split("_")[1] for m in dt.mfma.values()} == {"i32"}
+        assert dict(dt.act_torch) == {"gfx942": "int8", "gfx950": "int8"}
+        assert v.record["accumulator"] == "i32"
+        expanded = dt.name == "int8smooth"
+        assert dt.activation_rows == ("expanded" if expanded else "token")
+        assert v.record.get("act_rows") == ("expanded" if expanded else None)
+        assert limits.check_tiles(v) == [], v.name
+        text = (ROOT / "generated" / "flydsl" / f"{v.name}.py").read_text()
+        assert 'acc="i32")' in text  # the MFMA table carries it
+    assert {v.stage for v in variants if v.dtype.name == "int8smooth"} == {1}  # stage 2 is int8's
+    i32_k2 = replace(variants[0], split_k=2)
+    assert any("an i32 accumulator is converted to f32" in p for p in limits.check_tiles(i32_k2))

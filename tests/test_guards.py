@@ -35,8 +35,10 @@ def operands(v, *, experts, model_dim, inter, tokens, topk):
     )
     pack = v.dtype.packing  # packed weights (int4: 2 per byte) store K / pack elements
     if v.stage == 1:
+        # x per token, or (activation_rows: expanded, int8smooth) per (token, slot)
+        x_rows = tokens * topk if v.dtype.activation_rows == "expanded" else tokens
         return (
-            meta(tokens, model_dim, dtype=act),
+            meta(x_rows, model_dim, dtype=act),
             meta(experts, 2 * inter, model_dim // pack, dtype=wdt),
             sorted_routing,
         )
@@ -90,7 +92,10 @@ def test_activations_and_outputs_past_4_gib(v):
     """2**19 tokens x topk 8: the activations, outputs and split-K partials pass 2**32 bytes."""
     msg = refused(v, experts=8, model_dim=8192, inter=512, tokens=2**19, topk=8)
     if v.stage == 1:
-        expected = ["x [524288, 8192] spans", "out [524288, 8, 512] spans"]  # 8 GiB, 4 GiB
+        # 4 GiB of 1-byte expanded x rows (int8smooth), else 8 GiB of bf16 ones; out: 4 GiB
+        expanded = v.dtype.activation_rows == "expanded"
+        x = "x [4194304, 8192] spans" if expanded else "x [524288, 8192] spans"
+        expected = [x, "out [524288, 8, 512] spans"]
         if v.split_k > 1:
             expected.append("gate_up_partials (split-K, float32) [4194304, 1024] spans")  # 16 GiB
     else:
@@ -103,3 +108,22 @@ def test_activations_and_outputs_past_4_gib(v):
         assert piece in msg
     assert "Split the batch into chunks of at most" in msg
     assert msg.count(" spans ") == len(expected)
+
+
+@pytest.mark.parametrize(
+    "v", [v for v in VARIANTS if v.dtype.activation_rows == "expanded"], ids=lambda v: v.name
+)
+def test_expanded_activations_line(v):
+    """int8smooth's x [topk * tokens, K] grows with the batch through one buffer resource (both
+    addressings): the issue's 64k tokens x topk 8 x K 7168 is 3.5 GiB and runs; the guard
+    refuses the first token count whose x reaches 2**32 bytes, naming x and the largest batch
+    that fits, and accepts the one below it."""
+    shape = dict(experts=8, model_dim=7168, inter=256, topk=8)
+    assert 65536 * 8 * 7168 == 3.5 * 2**30
+    assert refused(v, tokens=65536, **shape) is None
+    line = (2**32 - 1) // (8 * 7168)  # 74898 tokens: the last whose x is below 2**32 bytes
+    assert refused(v, tokens=line, **shape) is None
+    msg = refused(v, tokens=line + 1, **shape)
+    assert f"x [{8 * (line + 1)}, 7168] spans" in msg
+    assert msg.count(" spans ") == 1  # x alone (out is [tokens, 8, 256] bf16: 0.3 GiB)
+    assert f"Split the batch into chunks of at most {line} tokens" in msg

@@ -26,6 +26,7 @@ def tiles(**over):
             activation_bits=16,
             packing=1,
             scales=(),
+            accumulator="f32",
             group_scale=None,
             mfma={"gfx942": mfma(16), "gfx950": mfma(32)},
         ),
@@ -69,6 +70,7 @@ def test_preshuffled_k_loop_limits():
         activation_bits=8,
         packing=1,
         scales=(Scale("per_token", "float32", "epilogue"), Scale("per_channel", "float32", "epilogue")),
+        accumulator="f32",
         group_scale=None,
         mfma={"gfx942": mfma(32, "i64", 1), "gfx950": mfma(32, "i64", 1)},
     )
@@ -81,6 +83,14 @@ def test_preshuffled_k_loop_limits():
     assert check_tiles(tiles(dtype=fp8, tile_m=32, tile_k=32)) == [
         "tile_k=32 must be a positive multiple of 64 (the preshuffled K block of 8-bit weights)"
     ]
+    # an i32 accumulator (int8's) is converted to f32 in the fused epilogues only: unscaled, it
+    # is accepted there and refused with split-K partials and the packed 16-bit stage-2 epilogue
+    i32 = SimpleNamespace(**{**vars(fp8), "scales": (), "accumulator": "i32"})
+    i32_only = "an i32 accumulator is converted to f32 in the fused epilogues only"
+    assert check_tiles(tiles(dtype=i32, tile_m=32)) == []
+    assert check_tiles(tiles(dtype=i32, tile_m=32, stage=2)) == []
+    assert i32_only in check_tiles(tiles(dtype=i32, tile_m=32, split_k=2))[0]
+    assert i32_only in check_tiles(tiles(dtype=i32, tile_m=32, stage=2, out_dtype="float16"))[0]
     mixed = SimpleNamespace(**{**vars(fp8), "activation_bits": 16})
     assert any("equal 8 or 16-bit activations and weights, or packed 4-bit" in p for p in check_tiles(tiles(dtype=mixed, tile_m=32)))
     bf16_scale = SimpleNamespace(**{**vars(fp8), "scales": (Scale("per_token", "bfloat16", "epilogue"),)})
@@ -111,6 +121,7 @@ def int4(**over):
         packing=2,
         scales=(group,),
         group_scale=group,
+        accumulator="f32",
         mfma={"gfx942": mfma(16, "i16"), "gfx950": mfma(32)},
     )
     d.update(over)

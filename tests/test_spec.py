@@ -147,7 +147,10 @@ CASES = {
         "      - {kind: per_token, dtype: float32, applied: epilogue}\n"
         "      - {kind: per_token, dtype: float32, applied: epilogue}\n",
     ),
-    "bad_accumulator": _sub("    packing: 1\n", "    packing: 1\n    accumulator: i32\n    intermediate: bf16\n"),
+    # i32 is generated (integer MFMAs): on a dtype whose MFMAs are float ones it is refused by
+    # moegen/backends/flydsl/limits.py, at the variants using it, naming the MFMA per arch.
+    "bad_accumulator": _sub("    packing: 1\n", "    packing: 1\n    accumulator: i32\n"),
+    "bad_intermediate": _sub("    packing: 1\n", "    packing: 1\n    intermediate: bf16\n"),
     "unknown_accumulator": _sub("    packing: 1\n", "    packing: 1\n    accumulator: f64\n"),
     "empty_file": lambda t: "",
     "top_level_list": lambda t: "- a\n- b\n",

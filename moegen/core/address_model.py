@@ -125,7 +125,8 @@ def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
     out: list[TensorSpan] = []
     if v["stage"] == 1:
         n_w = 2 * i  # gate and up rows
-        out.append(TensorSpan("x", (t, d), "whole tensor", _bytes(t * d, ab)))
+        xr = t * k if v.get("act_rows") == "expanded" else t  # expanded: one row per (token, slot)
+        out.append(TensorSpan("x", (xr, d), "whole tensor", _bytes(xr * d, ab)))
         w_shape = (e, n_w, d)
         w_elems = n_w * d if per_expert else e * n_w * d
         out.append(
@@ -209,7 +210,7 @@ def _scale_spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
     out = []
     for scale in v.get("scales", ()):
         if scale["kind"] == "per_token":
-            rows = t if stage1 else t * k
+            rows = t if stage1 and v.get("act_rows") != "expanded" else t * k
             out.append(
                 TensorSpan(
                     f"{'x' if stage1 else 'a2'}_scale", (rows,), "whole tensor", _bytes(rows, F32_BITS)

@@ -60,6 +60,13 @@ TEMPLATE_SCALES = (("per_token", "epilogue"), ("per_channel", "epilogue"), ("per
 """(kind, applied) pairs the FlyDSL templates implement; the spec refuses the others at their
 position (declarable in the vocabulary, not yet generated)."""
 
+ACTIVATION_ROWS = ("token", "expanded")
+"""How stage 1's activations arrive (variants.yaml `dtypes.<d>.activation_rows`): `token` (the
+default), x [tokens, model_dim], one row (and per_token scale) per token; `expanded`, x
+pre-expanded per (token, slot) to [topk * tokens, model_dim], SLOT-MAJOR (row = slot * tokens +
+token, upstream's int8smooth: each (token, slot) row was smoothed by its expert's factors and
+quantized on its own, moegen.runtime.quant.quantize_smooth), one per_token scale per row. Stage
+2's a2 is per (token, slot) row in every dtype (token-major), so it ignores this."""
 SCALE_DTYPE_BITS = {"float32": 32, "bfloat16": 16}
 """The torch dtypes a scale tensor may have (variants.yaml `scales[].dtype`) and their bits: the
 address model sizes scale tensors by them. bfloat16 is upstream's per-group scale dtype (int4
@@ -68,8 +75,10 @@ W4A16); moegen.backends.flydsl.limits says which kinds the templates load in whi
 ACCUMULATORS = {"f32": "float32", "i32": "int32"}
 """An MFMA accumulator type (dtypes.<d>.accumulator) -> the torch dtype of its raw values:
 f32 for float MFMAs (bf16, f16, fp8), i32 for the integer ones (i8)."""
-TEMPLATE_ACCUMULATORS = ("f32",)
-"""Accumulator types the FlyDSL templates implement (i32: not yet)."""
+TEMPLATE_ACCUMULATORS = ("f32", "i32")
+"""Accumulator types the FlyDSL templates implement (i32: integer MFMAs, converted to f32 in the
+epilogue before the scales; moegen.backends.flydsl.limits refuses an i32 accumulator with a
+float MFMA, or with split-K, whose float32 partial atomics take no i32)."""
 
 BACKENDS = ("flydsl", "triton")
 """The kernel languages a variant may be generated in (variants.yaml's `backend` axis); each is a
@@ -127,6 +136,7 @@ class Mfma:
     k: int  # reduction depth of one instruction
     operand: str  # MLIR element type of the per-lane A/B vector
     width: int  # elements per lane: k split over the 4 groups of 16 lanes
+    acc: str = "f32"  # the accumulator type (an ACCUMULATORS key): the dtype's `accumulator`
 
 
 def cache_home() -> Path:

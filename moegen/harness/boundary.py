@@ -154,9 +154,16 @@ def run_case(
     on_device = tuple(t.to(device) for t in sorted_routing)
     if v["stage"] == 1:
         w = scaled.logical_weight(v, (E, 2 * inter, D), wdt, device)  # virtual until filled
-        x = torch.empty(T, D, dtype=act, device=device)
+        # x: a row per token, or (act_rows expanded) per (token, slot), slot-major
+        expanded = v.get("act_rows") == "expanded"
+
+        def x_row(t: int, s: int) -> int:
+            return s * T + t if expanded else t
+
+        x = torch.empty(T * K if expanded else T, D, dtype=act, device=device)
         sc = scaled.Scales(v, x, w)  # a scaled dtype's scale tensors (else none)
-        _fill(x, (torch.tensor(sorted({0} | checked_tokens)),), gen, verdict.ACT_STD, sc.act)
+        x_rows = {0} | {x_row(t, s) for t, s, _, _ in cov.rows}
+        _fill(x, (torch.tensor(sorted(x_rows)),), gen, verdict.ACT_STD, sc.act)
         for e in routed:
             _fill(w, (e, cov.cols), gen, verdict.weight_std(D), sc.weight, sc.group)
             _fill(w, (e, cov.cols + inter), gen, verdict.weight_std(D), sc.weight, sc.group)
@@ -177,7 +184,8 @@ def run_case(
         gates = {e: w_rows(e, cov.cols) for e in {e for _, _, e, _ in cov.rows}}
         ups = {e: w_rows(e, cov.cols + inter) for e in gates}
         for t, s, e, rw in cov.rows:
-            xf = scaled.dequantized(x[t], None if sc.act is None else sc.act[t])
+            xr = x_row(t, s)
+            xf = scaled.dequantized(x[xr], None if sc.act is None else sc.act[xr])
             gate, up = gates[e] @ xf, ups[e] @ xf
             h = reference.gated(gate, up)
             ref.append(h * rw if v["doweight"] else h)

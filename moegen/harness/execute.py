@@ -361,7 +361,7 @@ class KernelCase:
         if variant["stage"] != 1:
             raise ValueError("only stage-1 outputs can be compared per workgroup")
         wgs = {tuple(w) + (0,) * (3 - len(w)) for w in only_wgs}
-        tokens, tile_m, tile_n = self.act.shape[0], variant["tile_m"], variant["tile_n"]
+        tokens, tile_m, tile_n = self.topk_ids.shape[0], variant["tile_m"], variant["tile_n"]
         ids = self.sorted_routing[0]
         mask = torch.zeros(self.reference.shape, dtype=torch.bool)
         for x, y in {(x, y) for x, y, _ in wgs}:
@@ -423,7 +423,9 @@ def make_case(
 
     stage1 = variant["stage"] == 1
     rows, k = (2 * inter, model_dim) if stage1 else (model_dim, inter)
-    act_shape = (tokens, model_dim) if stage1 else (tokens * topk, inter)
+    expanded = variant.get("act_rows") == "expanded"  # x per (token, slot), slot-major
+    x_rows = tokens * topk if expanded else tokens
+    act_shape = (x_rows, model_dim) if stage1 else (tokens * topk, inter)
     act = torch.empty(act_shape, dtype=act_dtype)
     std = verdict.weight_std(k)
     used = sorted(topk_ids.unique().tolist())
@@ -441,6 +443,8 @@ def make_case(
         w_ref, w_scale = scaled.GroupDequantized(weight, sc.weight, sc.group, sc.dequant_dtype), None
     if stage1:
         weighting = topk_weights if variant["doweight"] else None
+        if expanded:  # row slot * tokens + token -> [tokens, topk, model_dim]
+            act_ref = act_ref.view(topk, tokens, model_dim).transpose(0, 1)
         ref = reference.stage1(act_ref, w_ref, topk_ids, weighting, w_scale=w_scale)
     else:
         ref = reference.stage2(act_ref, w_ref, topk_ids, topk_weights, w_scale=w_scale)

@@ -25,7 +25,11 @@ from moegen.runtime import launch, quant
 def quantize_rows(values: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-row quantization along the last dim: scale = amax(row) / max(dtype), q =
     values / scale cast to `dtype` (round to nearest even; |q| <= max by construction).
-    Returns (q, float32 scale of shape values.shape[:-1])."""
+    Returns (q, float32 scale of shape values.shape[:-1]). Integer dtypes (int8) go through
+    moegen.runtime.quant (qmax 127, round half to even onto integers)."""
+    if not dtype.is_floating_point:
+        q = quant.quantize_rows(values.float(), dtype)
+        return q.values, q.scale
     top = torch.finfo(dtype).max
     scale = values.float().abs().amax(-1).clamp_min(torch.finfo(torch.float32).tiny) / top
     q = (values.float() / scale.unsqueeze(-1)).clamp(-top, top).to(dtype)

@@ -263,8 +263,16 @@ def _packed(pack: int, sep: str = "") -> str:
 def _stage1_dims(
     problems: list[str], variant: Mapping[str, Any], x: torch.Tensor, w1: torch.Tensor, topk: int
 ) -> tuple[int, int, int, int]:
-    """(experts, model_dim, inter, tokens) of x [tokens, model_dim], w1 [E, 2*inter, model_dim]."""
+    """(experts, model_dim, inter, tokens) of x [tokens, model_dim], w1 [E, 2*inter, model_dim];
+    x [topk * tokens, model_dim] where the dtype's activations arrive expanded per (token, slot)."""
     tokens, model_dim = x.shape
+    if variant.get("act_rows") == "expanded":
+        if tokens % topk:
+            problems.append(
+                f"x: expected topk * tokens rows (topk={topk}), got {tokens}; this dtype's x is "
+                "expanded per (token, slot), slot-major (moegen.runtime.quant.quantize_smooth)"
+            )
+        tokens //= topk
     experts, two_inter, w_model_dim = w1.shape
     inter = two_inter // 2
     pack = variant.get("weight_pack", 1)  # packed weights (int4: 2 per byte) store K / pack
@@ -338,6 +346,8 @@ def validate(
     a2 [tokens*topk, inter], w2 [E, model_dim, inter]."""
     routing_tensors = (sorted_token_ids, sorted_weights, sorted_expert_ids, num_valid_ids)
     act_name, act_layout, w_name, w_layout, dims_of = _STAGES[variant["stage"]]
+    if variant.get("act_rows") == "expanded":  # int8smooth: a row per (token, slot), slot-major
+        act_layout = "[topk * tokens, model_dim] (slot-major)"
     problems: list[str] = []
     names = ("sorted_token_ids", "sorted_weights", "sorted_expert_ids", "num_valid_ids")
     tensors = {act_name: act, w_name: w, **dict(zip(names, routing_tensors))}

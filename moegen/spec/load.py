@@ -29,6 +29,7 @@ from moegen.spec.model import (
     DTYPE_KEYS,
     DTYPE_REQUIRED_KEYS,
     ACCUMULATORS,
+    ACTIVATION_ROWS,
     MFMA_KEYS,
     REQUIRED_SHAPES,
     SCALE_APPLIED,
@@ -126,6 +127,14 @@ def _check_dtype_storage(what: str, body: LMap, errors: list[SpecError]) -> None
                 f"declare one of {', '.join(TEMPLATE_ACCUMULATORS)} (moegen.core.vocabulary."
                 "TEMPLATE_ACCUMULATORS), or remove the dtype",
             )
+        )
+    if "activation_rows" in body:
+        expect_choice(
+            body["activation_rows"],
+            ACTIVATION_ROWS,
+            body.at("activation_rows"),
+            f"{what}: activation_rows",
+            errors,
         )
     if "intermediate" in body:
         expect_choice(
@@ -237,6 +246,27 @@ def _load_mfma(
         mfma[arch] = Mfma(entry["op"], entry["k"], entry["operand"], entry["width"])
 
 
+def _check_mfma_accumulator(
+    what: str, body: LMap, mfma: Mapping[str, Mfma], errors: list[SpecError]
+) -> None:
+    """Each arch's MFMA accumulates in the dtype's `accumulator` (rocdl names its result type
+    first: mfma_<acc>_<M>x<N>x<K>...): an i32 accumulator needs the integer MFMAs, f32 the
+    float ones."""
+    acc = body.get("accumulator", "f32")
+    if acc not in ACCUMULATORS:
+        return
+    for arch, m in mfma.items():
+        if m.op.split("_")[:2] != ["mfma", acc]:
+            errors.append(
+                SpecError(
+                    body["mfma"][arch].at("op"),
+                    f"{what}: mfma.{arch}.op {m.op} does not accumulate in the dtype's "
+                    f"accumulator {acc}",
+                    f"declare an mfma_{acc}_* op for {arch}, or the accumulator its op has",
+                )
+            )
+
+
 def _load_dtype(
     name: str, body: LMap, archs: Mapping[str, Arch], errors: list[SpecError]
 ) -> DType | None:
@@ -272,6 +302,7 @@ def _load_dtype(
                 _load_torch_dtype(what, arch, entry, act_torch, weight_torch, errors)
             else:
                 _load_mfma(what, arch, entry, mfma, errors)
+    _check_mfma_accumulator(what, body, mfma, errors)
     if len(errors) > n0:
         return None
     return DType(
@@ -285,6 +316,7 @@ def _load_dtype(
         scales=scales,
         accumulator=body.get("accumulator", "f32"),
         intermediate=body.get("intermediate"),
+        activation_rows=body.get("activation_rows", ACTIVATION_ROWS[0]),
         act_torch=MappingProxyType(dict(sorted(act_torch.items()))),
         weight_torch=MappingProxyType(dict(sorted(weight_torch.items()))),
         mfma=MappingProxyType(dict(sorted(mfma.items()))),

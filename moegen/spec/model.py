@@ -26,6 +26,7 @@ from moegen.backends import get_backend
 from moegen.core.vocabulary import (  # noqa: F401  (part of the model)
     ACCUMULATE_MODES,
     ACCUMULATORS,
+    ACTIVATION_ROWS,
     ADDRESSING_MODES,
     BACKENDS,
     DEFAULT_BACKEND,
@@ -70,12 +71,13 @@ DTYPE_KEYS = (
     "scales",
     "accumulator",
     "intermediate",
+    "activation_rows",
     "torch_dtype",
     "mfma",
 )
 # weight_layout may be left out: it defaults to the first (today: the only) of WEIGHT_LAYOUTS;
 # accumulator defaults to f32; intermediate (stage 1's output dtype) to the activation dtype.
-DTYPE_OPTIONAL_KEYS = ("weight_layout", "accumulator", "intermediate")
+DTYPE_OPTIONAL_KEYS = ("weight_layout", "accumulator", "intermediate", "activation_rows")
 DTYPE_REQUIRED_KEYS = tuple(k for k in DTYPE_KEYS if k not in DTYPE_OPTIONAL_KEYS)
 # One `scales:` entry: its kind, the torch dtype of its values, where it is applied, and (per_group
 # only) the group size along K.
@@ -140,6 +142,9 @@ class DType:
     # Stage 1's output torch dtype (None: the activation dtype). A scaled 8-bit dtype writes a
     # 16-bit intermediate that the host re-quantizes per row for stage 2.
     intermediate: str | None = None
+    # How stage 1's activations arrive: one row per token, or pre-expanded per (token, slot),
+    # slot-major (one of ACTIVATION_ROWS; int8smooth).
+    activation_rows: str = "token"
 
     def scale(self, kind: str) -> Scale | None:
         """The declared scale of `kind` (a SCALE_KINDS key), or None."""
@@ -400,6 +405,9 @@ class Variant:
                 for s in self.dtype.scales
             ]
             info["accumulator"] = self.dtype.accumulator
+        if self.stage == 1 and self.dtype.activation_rows != "token":
+            # x [topk * tokens, model_dim], slot-major (the launcher, guards and harness read it)
+            info["act_rows"] = self.dtype.activation_rows
         if self.backend != DEFAULT_BACKEND:
             # The address model's line depends on the backend and on its targets' vendors.
             info["backend"] = self.backend

@@ -39,6 +39,8 @@ _SCALE_REBASE = (
     'fx.Int64({{ rows }}{{ (" * " ~ per_row) if per_row }})))\n'
     "    ws_row0 = 0\n"
 )
+_S1_INT8 = "generated/tests/test_moe_s1_int8_per_expert.py"
+_S1_INT8S = "generated/tests/test_moe_s1_int8smooth_per_expert.py"
 _S2_REDUCE = "generated/tests/test_moe_s2_bf16_per_expert_out_bfloat16_reduce.py"
 
 BUGS: tuple[Bug, ...] = (
@@ -157,6 +159,41 @@ BUGS: tuple[Bug, ...] = (
         ("tests/emulator/test_semantics.py::test_int4_dequant",),
         "bf16 by dropping the low 16 bits of the f32 product (round toward zero) instead of "
         "rounding to nearest even: a bias of up to one bf16 ulp per weight",
+    ),
+    # ---- integer accumulators (int8) and expanded activations (int8smooth) -----------------
+    Bug(
+        "int8_i32_accumulator_read_as_f32_bits",
+        "moegen/backends/flydsl/device.py",
+        "return [fx.Vector(acc, (4,), fx.Int32)[i].to(fx.Float32) for i in range(4)]",
+        "return [fx.Vector(acc, (4,), fx.Float32)[i] for i in range(4)]",
+        (f"{_S1_INT8}::test_boundary[inter=384-decode-emulator]",),
+        "an epilogue that reinterprets the i32 accumulator's bits as f32 instead of converting",
+    ),
+    Bug(
+        "int8smooth_token_major_rows",
+        "templates/flydsl/moe_stage1.py.j2",
+        "return ((slot < topk).select(slot, 0) * tokens + token) * model_dim",
+        "return (token * topk + (slot < topk).select(slot, 0)) * model_dim",
+        (f"{_S1_INT8S}::test_boundary[inter=384-decode-emulator]",),
+        "stage 1 gathering int8smooth's expanded rows token-major (stage 2's a2 order) instead "
+        "of upstream's slot-major order",
+    ),
+    Bug(
+        "int8smooth_x_offset_loses_bit_31",
+        "templates/flydsl/moe_stage1.py.j2",
+        "return ((slot < topk).select(slot, 0) * tokens + token) * model_dim",
+        "return (((slot < topk).select(slot, 0) * tokens + token) * model_dim) & 0x7FFFFFFF",
+        ("tests/test_int8smooth_band.py",),
+        "expanded-row offsets that break at 2**31 (signed 32-bit math), below the 4 GiB guard",
+    ),
+    Bug(
+        "int8smooth_scale_of_the_token_not_the_row",
+        "templates/flydsl/moe_stage1.py.j2",
+        "load_scale(xs_rsrc, slot * tokens + token)",
+        "load_scale(xs_rsrc, token)",
+        (f"{_S1_INT8S}::test_boundary[inter=384-decode-emulator]",),
+        "stage 1 reading int8smooth's per-row x_scale at the token instead of its (token, slot) "
+        "row",
     ),
     # ---- the pipelined K loop and the preshuffled layout -----------------------------------
     Bug(

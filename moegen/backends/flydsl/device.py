@@ -163,16 +163,30 @@ def load_row_info(rsrc, first_row):
     return fx.Vector(load_dwords(rsrc, first_row * ROUTING_BYTES, 4), (4,), fx.Int32)
 
 
-def zero_acc():
+def zero_acc(acc: str = "f32"):
+    """One lane's 4 accumulator elements of a 16x16 tile, zero: f32, or i32 for integer MFMAs."""
+    if acc == "i32":
+        return fx.full((4,), 0, fx.Int32)
     return fx.full((4,), 0.0, fx.Float32)
 
 
 def mfma_tiles(mfma: Mfma, a: list, b: list, accs: list, n_subtiles: int) -> list:
-    """accs[mi * n_subtiles + ni] += a[mi] . b[ni]^T for every (M subtile, N subtile) pair."""
-    f32x4 = ir.VectorType.get([4], ir.F32Type.get())
+    """accs[mi * n_subtiles + ni] += a[mi] . b[ni]^T for every (M subtile, N subtile) pair
+    (4 accumulator elements per lane, of the MFMA's accumulator type)."""
+    elem = ir.IntegerType.get_signless(32) if mfma.acc == "i32" else ir.F32Type.get()
+    acc_ty = ir.VectorType.get([4], elem)
     return [
-        mfma.op(f32x4, [a[i // n_subtiles], b[i % n_subtiles], acc]) for i, acc in enumerate(accs)
+        mfma.op(acc_ty, [a[i // n_subtiles], b[i % n_subtiles], acc]) for i, acc in enumerate(accs)
     ]
+
+
+def acc_f32(acc, kind: str = "f32") -> list:
+    """One lane's 4 accumulator elements of a 16x16 tile as f32 values (index them [r]): an i32
+    accumulator (the integer MFMAs' exact sum of int8 products) is converted here, in the
+    epilogue, before any scale."""
+    if kind == "i32":
+        return [fx.Vector(acc, (4,), fx.Int32)[i].to(fx.Float32) for i in range(4)]
+    return [fx.Vector(acc, (4,), fx.Float32)[i] for i in range(4)]
 
 
 def silu(x):

@@ -109,6 +109,7 @@ def check_tiles(v: Any) -> list[str]:
             "a scaled dtype's epilogue is generated for split_k 1 and a float32 stage-2 output "
             "only (split-K partials and 16-bit stage-2 epilogues do not apply scales yet)"
         )
+    problems += _accumulator_problems(v)
     if v.split_k < 1:
         problems.append(f"split_k={v.split_k} must be >= 1")
     if v.stage == 2 and v.split_k != 1:
@@ -121,6 +122,17 @@ def check_tiles(v: Any) -> list[str]:
     return problems
 
 
+def _accumulator_problems(v: Any) -> list[str]:
+    """An integer accumulator (the spec checks it matches each arch's MFMA) is converted to f32
+    only in the fused epilogues: split-K adds raw float32 partials, and the packed 16-bit
+    stage-2 epilogue stages float32 tiles."""
+    acc = v.dtype.accumulator
+    if acc != "f32" and (v.split_k != 1 or (v.stage == 2 and v.out_dtype != "float32")):
+        return [
+            f"an {acc} accumulator is converted to f32 in the fused epilogues only: split_k 1 "
+            "and a float32 stage-2 output"
+        ]
+    return []
 def _operand_problems(v: Any) -> list[str]:
     """Activation and weight storage the K loop handles: equal 8- or 16-bit operands, or packed
     4-bit weights (2 per byte) dequantized per group into 16-bit activations in registers."""
