@@ -76,7 +76,8 @@ class TensorSpan:
         return self.span_bytes < I32_LINE
 
 
-def _bytes(elems: int, bits: int) -> int:
+def storage_bytes(elems: int, bits: int) -> int:
+    """Bytes that `elems` values of `bits` bits each occupy (packed 4-bit values: 2 per byte)."""
     return (elems * bits + 7) // 8
 
 
@@ -126,7 +127,7 @@ def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
     if v["stage"] == 1:
         n_w = 2 * i  # gate and up rows
         xr = t * k if v.get("act_rows") == "expanded" else t  # expanded: one row per (token, slot)
-        out.append(TensorSpan("x", (xr, d), "whole tensor", _bytes(xr * d, ab)))
+        out.append(TensorSpan("x", (xr, d), "whole tensor", storage_bytes(xr * d, ab)))
         w_shape = (e, n_w, d)
         w_elems = n_w * d if per_expert else e * n_w * d
         out.append(
@@ -134,8 +135,8 @@ def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
                 "w1",
                 w_shape,
                 "one expert's slab" if per_expert else "whole tensor",
-                _bytes(w_elems, wb),
-                per_inter=_bytes(w_elems, wb) // i,
+                storage_bytes(w_elems, wb),
+                per_inter=storage_bytes(w_elems, wb) // i,
             )
         )
         if v["split_k"] > 1:
@@ -144,8 +145,8 @@ def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
                     "gate_up_partials (split-K, float32)",
                     (t * k, n_w),
                     "whole tensor",
-                    _bytes(t * k * n_w, F32_BITS),
-                    per_inter=_bytes(t * k * 2, F32_BITS),
+                    storage_bytes(t * k * n_w, F32_BITS),
+                    per_inter=storage_bytes(t * k * 2, F32_BITS),
                 )
             )
         ob = v["out_bits"]  # the activation dtype, or the dtype's 16-bit intermediate
@@ -154,8 +155,8 @@ def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
                 "out",
                 (t, k, i),
                 "whole tensor",
-                _bytes(t * k * i, ob),
-                per_inter=_bytes(t * k, ob),
+                storage_bytes(t * k * i, ob),
+                per_inter=storage_bytes(t * k, ob),
             )
         )
     else:
@@ -164,8 +165,8 @@ def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
                 "a2",
                 (t * k, i),
                 "whole tensor",
-                _bytes(t * k * i, ab),
-                per_inter=_bytes(t * k, ab),
+                storage_bytes(t * k * i, ab),
+                per_inter=storage_bytes(t * k, ab),
             )
         )
         w_shape = (e, d, i)
@@ -175,8 +176,8 @@ def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
                 "w2",
                 w_shape,
                 "one expert's slab" if per_expert else "whole tensor",
-                _bytes(w_elems, wb),
-                per_inter=_bytes(w_elems, wb) // i,
+                storage_bytes(w_elems, wb),
+                per_inter=storage_bytes(w_elems, wb) // i,
             )
         )
         if v.get("accumulate") == "reduce":
@@ -186,16 +187,18 @@ def spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
                     "slot_rows (reduce mode)",
                     (t * k, d),
                     "whole tensor",
-                    _bytes(t * k * d, v["out_bits"]),
+                    storage_bytes(t * k * d, v["out_bits"]),
                 )
             )
-        out.append(TensorSpan("out", (t, d), "whole tensor", _bytes(t * d, v["out_bits"])))
+        out.append(TensorSpan("out", (t, d), "whole tensor", storage_bytes(t * d, v["out_bits"])))
     out += _scale_spans(v, p)
     for name in ("sorted_token_ids", "sorted_weights"):
-        out.append(TensorSpan(name, (rows,), "whole tensor", _bytes(rows, ID_BITS)))
+        out.append(TensorSpan(name, (rows,), "whole tensor", storage_bytes(rows, ID_BITS)))
     n_blocks = math.ceil(rows / v["tile_m"])
     out.append(
-        TensorSpan("sorted_expert_ids", (n_blocks,), "whole tensor", _bytes(n_blocks, ID_BITS))
+        TensorSpan(
+            "sorted_expert_ids", (n_blocks,), "whole tensor", storage_bytes(n_blocks, ID_BITS)
+        )
     )
     return [_for_backend(v, s, _elem_bits(v, s.tensor)) for s in out]
 
@@ -213,13 +216,16 @@ def _scale_spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
             rows = t if stage1 and v.get("act_rows") != "expanded" else t * k
             out.append(
                 TensorSpan(
-                    f"{'x' if stage1 else 'a2'}_scale", (rows,), "whole tensor", _bytes(rows, F32_BITS)
+                    f"{'x' if stage1 else 'a2'}_scale",
+                    (rows,),
+                    "whole tensor",
+                    storage_bytes(rows, F32_BITS),
                 )
             )
         elif scale["kind"] == "per_channel":
             n = 2 * i if stage1 else d
             per_expert = v["addressing"] == "per_expert"
-            span = _bytes(n if per_expert else e * n, F32_BITS)
+            span = storage_bytes(n if per_expert else e * n, F32_BITS)
             out.append(
                 TensorSpan(
                     f"w{v['stage']}_scale",
@@ -236,7 +242,7 @@ def _scale_spans(v: Mapping[str, Any], p: Problem) -> list[TensorSpan]:
             groups = kk // scale["group"]
             per_expert = v["addressing"] == "per_expert"
             bits = SCALE_DTYPE_BITS[scale["dtype"]]
-            span = _bytes(n * groups if per_expert else e * n * groups, bits)
+            span = storage_bytes(n * groups if per_expert else e * n * groups, bits)
             out.append(
                 TensorSpan(
                     f"w{v['stage']}_scale",

@@ -14,11 +14,11 @@ from typing import Any
 
 from moegen.core.address_model import (
     Problem,
-    _bytes,
     addressable,
     first_failing_inter,
     inter_granule,
     spans,
+    storage_bytes,
 )
 
 
@@ -66,11 +66,10 @@ def sweep(
                 label,
                 inter,
                 addressable(v, p),
-                _bytes(experts * w.shape[1] * w.shape[2], v["weight_bits"]),
+                storage_bytes(experts * w.shape[1] * w.shape[2], v["weight_bits"]),
             )
         )
     return out
-
 
 
 TOKEN_COUNTS = {"decode": 16, "prefill": 2048}  # the seed's token counts
@@ -166,7 +165,7 @@ def boundary_cases(
                     tlabel,
                     tokens,
                     addressable(v, p),
-                    _bytes(e * w.shape[1] * w.shape[2], v["weight_bits"]),
+                    storage_bytes(e * w.shape[1] * w.shape[2], v["weight_bits"]),
                 )
             )
     return cases
