@@ -5,8 +5,9 @@ Packed weights (VARIANT["weight_pack"] > 1, int4) are kept LOGICAL here: one int
 int8, [E, N, K] (logical_weight), quantized per group of VARIANT's group along K; the kernel's
 copy packs and preshuffles them (moegen.harness.execute.store_weight) into stored_shape.
 
-Quantization itself is moegen.runtime.quant's (the host helpers users call); this module only
-decides which rows and slabs of a case to fill.
+replaced by moegen.runtime.quant at merge: quantize_rows() is the few lines the boundary tests
+need now (torch's float8 casts); the host quantization helpers of issue 11 live in
+moegen.runtime.quant.
 """
 
 from __future__ import annotations
@@ -18,6 +19,21 @@ from typing import Any
 import torch
 
 from moegen.runtime import launch, quant
+
+
+# replaced by moegen.runtime.quant at merge
+def quantize_rows(values: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    """Symmetric per-row quantization along the last dim: scale = amax(row) / max(dtype), q =
+    values / scale cast to `dtype` (round to nearest even; |q| <= max by construction).
+    Returns (q, float32 scale of shape values.shape[:-1]). Integer dtypes (int8) go through
+    moegen.runtime.quant (qmax 127, round half to even onto integers)."""
+    if not dtype.is_floating_point:
+        q = quant.quantize_rows(values.float(), dtype)
+        return q.values, q.scale
+    top = torch.finfo(dtype).max
+    scale = values.float().abs().amax(-1).clamp_min(torch.finfo(torch.float32).tiny) / top
+    q = (values.float() / scale.unsqueeze(-1)).clamp(-top, top).to(dtype)
+    return q, scale
 
 
 def pack(variant: Mapping[str, Any]) -> int:
@@ -92,9 +108,9 @@ def fill(
         t[index] = q.values.view(values.shape).to(t.device)
         scale[index] = q.scale.view(*values.shape[:-1], k // group).to(scale.device, scale.dtype)
         return
-    q = quant.quantize_rows(values.float(), t.dtype)  # one scale per row
-    t[index] = q.values.to(t.device)
-    scale[index] = q.scale.to(scale.device)
+    q, s = quantize_rows(values, t.dtype)
+    t[index] = q.to(t.device)
+    scale[index] = s.to(scale.device)
 
 
 def dequantized(
