@@ -58,3 +58,13 @@ def test_guard_message_meets_only_the_guard():
     message = boundary.guard_message(kernel, case, model_dim=6144, arch="gfx942")
     assert message.count("\n  - ") == 1, message
     assert "w1 [128, 2816, 6144] spans" in message and "one device" not in message
+
+
+def test_only_prefill_own_line_cases_are_slow():
+    """BoundaryCase.slow: an own-line case at the prefill count, and nothing else."""
+    from moegen.core.sweep import BoundaryCase
+
+    own_prefill = BoundaryCase("own_below", 349504, 2, 2, "prefill", 2048, True)
+    assert own_prefill.slow
+    assert not BoundaryCase("own_below", 349440, 2, 2, "decode", 16, True).slow
+    assert not BoundaryCase("below", 1344, 128, 4, "prefill", 2048, True).slow

@@ -72,7 +72,10 @@ def test_compile_and_audit(arch):
 
 
 @pytest.mark.parametrize("executor", [pytest.param("rocm", marks=pytest.mark.rocm), "emulator"])
-@pytest.mark.parametrize("case", RUNNABLE, ids=[c.id for c in RUNNABLE])
+# Own-line cases at the prefill token count are marked slow (moegen.core.sweep.BoundaryCase.slow).
+@pytest.mark.parametrize(
+    "case", [pytest.param(c, id=c.id, marks=[pytest.mark.slow] if c.slow else []) for c in RUNNABLE]
+)
 def test_boundary(case, executor, record_property):
     reason = execute.unavailable_reason(executor)
     if reason and executor == "rocm":

@@ -90,6 +90,16 @@ class BoundaryCase:
     weight_bytes: int = 0  # the whole weight tensor, for reports
 
     @property
+    def slow(self) -> bool:
+        """An own-line case at the prefill token count: marked slow, outside CI (`-m "not slow"`).
+        Past its own line a stage-2 slab is 4 GiB of K (inter ~350k-1.4M), and even the one
+        emulated workgroup of a 128-row tile takes 65-103 s per case on the CI machine. The
+        decode count's own-line case of the same dtype, stage and addressing runs the same
+        per-expert rebase (the template's address code does not depend on the tile) and stays
+        in CI, with every prefill tile's seed-line cases; `moegen verify` audits each tile."""
+        return self.label.startswith("own_") and self.tokens_label == "prefill"
+
+    @property
     def id(self) -> str:
         parts = [f"inter={self.inter}"]
         if self.label.startswith("own_"):
