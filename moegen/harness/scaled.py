@@ -5,9 +5,10 @@ Packed weights (VARIANT["weight_pack"] > 1, int4) are kept LOGICAL here: one int
 int8, [E, N, K] (logical_weight), quantized per group of VARIANT's group along K; the kernel's
 copy packs and preshuffles them (moegen.harness.execute.store_weight) into stored_shape.
 
-replaced by moegen.runtime.quant at merge: quantize_rows() is the few lines the boundary tests
-need now (torch's float8 casts); the host quantization helpers of issue 11 live in
-moegen.runtime.quant.
+quantize_rows() sends integer dtypes to moegen.runtime.quant (the host helpers users call) and
+quantizes float dtypes itself with torch's casts: the test dtypes a YAML edit may declare (fp16
+operands with per-token / per-channel scales, tests/test_yaml_dtype.py) quantize to 16-bit
+floats, which moegen.runtime.quant's 8-bit formats do not cover.
 """
 
 from __future__ import annotations
@@ -21,7 +22,6 @@ import torch
 from moegen.runtime import launch, quant
 
 
-# replaced by moegen.runtime.quant at merge
 def quantize_rows(values: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-row quantization along the last dim: scale = amax(row) / max(dtype), q =
     values / scale cast to `dtype` (round to nearest even; |q| <= max by construction).
