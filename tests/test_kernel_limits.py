@@ -24,6 +24,8 @@ def tiles(**over):
         dtype=SimpleNamespace(
             weight_bits=16,
             activation_bits=16,
+            activation="bf16",
+            weight_layout="preshuffle_16x16",
             packing=1,
             scales=(),
             accumulator="f32",
@@ -118,6 +120,8 @@ def int4(**over):
     d = dict(
         weight_bits=4,
         activation_bits=16,
+        activation="bf16",
+        weight_layout="preshuffle_16x16",
         packing=2,
         scales=(group,),
         group_scale=group,
@@ -142,7 +146,7 @@ def test_int4_dequantized_weights():
     f32 = Scale("per_group", "float32", "weights", 32)
     assert "in bfloat16" in check_tiles(tiles(dtype=int4(scales=(f32,), group_scale=f32), tile_m=32, tile_k=128))[0]
     assert "in bfloat16" in check_tiles(tiles(dtype=int4(scales=(), group_scale=None), tile_m=32, tile_k=128))[0]
-    assert "packed 2 per byte with 16-bit activations" in check_tiles(
+    assert "packed 2 per byte (this dtype: packing 1)" in check_tiles(
         tiles(dtype=int4(packing=1), tile_m=32, tile_k=128)
     )[0]
     # a per-group weight scale on unpacked weights, or packing without 4-bit weights: refused
@@ -156,3 +160,44 @@ def test_int4_dequantized_weights():
     assert check_tiles(tiles(dtype=SimpleNamespace(**packed16))) == [
         "packing 2 is handled for 4-bit weights only"
     ]
+
+
+def w4a8(**over):
+    """int4 (W4A8): 4-bit weights 2 per byte in the split_nibbles layout, int8 activations and
+    the i8 MFMA (i32 accumulator), per-token and per-channel float32 scales in the epilogue."""
+    scales = (Scale("per_token", "float32", "epilogue"), Scale("per_channel", "float32", "epilogue"))
+    i8 = SimpleNamespace(op="mfma_i32_16x16x32_i8", k=32, operand="i64", width=1)
+    d = dict(
+        weight_bits=4,
+        activation_bits=8,
+        activation="i8",
+        weight_layout="split_nibbles_16x16",
+        packing=2,
+        scales=scales,
+        group_scale=None,
+        accumulator="i32",
+        mfma={"gfx942": i8, "gfx950": i8},
+    )
+    d.update(over)
+    return SimpleNamespace(**d)
+
+
+def test_int4_unpacked_to_int8():
+    """W4A8: an 8 B lane load is a lane's 16 values of a 64-K block (the int8 layout's K block),
+    so K tiles of whole 64-element blocks; the split_nibbles layout, an i8 activation and no
+    per-group weight scale, each refused with its reason."""
+    for m, k in ((32, 128), (128, 128), (128, 64)):
+        assert check_tiles(tiles(dtype=w4a8(), tile_m=m, tile_k=k)) == [], (m, k)
+    assert check_tiles(tiles(dtype=w4a8(), tile_m=32, tile_k=32)) == [
+        "tile_k=32 must be a positive multiple of 64 (the preshuffled K block of 4-bit weights)"
+    ]
+    (problem,) = check_tiles(tiles(dtype=w4a8(weight_layout="preshuffle_16x16"), tile_m=32, tile_k=128))
+    assert "weight_layout split_nibbles_16x16, upstream's W4A8), not preshuffle_16x16" in problem
+    (problem,) = check_tiles(tiles(dtype=w4a8(activation="fp8_e4m3"), tile_m=32, tile_k=128))
+    assert "int8 ones (unpacked to int8 for the i8 MFMA), not 8-bit fp8_e4m3" in problem
+    g32 = Scale("per_group", "bfloat16", "weights", 32)
+    problems = check_tiles(tiles(dtype=w4a8(scales=(g32,), group_scale=g32), tile_m=32, tile_k=128))
+    assert any("take their scales in the epilogue (per_channel)" in p for p in problems), problems
+    # and W4A16 refuses the W4A8 layout
+    (problem,) = check_tiles(tiles(dtype=int4(weight_layout="split_nibbles_16x16"), tile_m=32, tile_k=128))
+    assert "read the packed bytes preshuffled (weight_layout preshuffle_16x16)" in problem

@@ -150,6 +150,10 @@ CASES = {
     # i32 is generated (integer MFMAs): on a dtype whose MFMAs are float ones it is refused by
     # moegen/backends/flydsl/limits.py, at the variants using it, naming the MFMA per arch.
     "bad_accumulator": _sub("    packing: 1\n", "    packing: 1\n    accumulator: i32\n"),
+    # split_nibbles_16x16 packs int4 nibbles: refused on a dtype without packed 4-bit weights
+    "nibble_layout_on_unpacked": _sub(
+        "    packing: 1\n", "    packing: 1\n    weight_layout: split_nibbles_16x16\n"
+    ),
     "bad_intermediate": _sub("    packing: 1\n", "    packing: 1\n    intermediate: bf16\n"),
     "unknown_accumulator": _sub("    packing: 1\n", "    packing: 1\n    accumulator: f64\n"),
     "empty_file": lambda t: "",

@@ -108,18 +108,19 @@ N_SUBTILES = WAVE_N // 16  # ... and along N
 ACT_BITS = 16
 WEIGHT_BITS = 4
 ACT_BYTES = ACT_BITS // 8
-# Packed weights: WEIGHT_PACKING values per stored byte (plain packing, low nibble first); W's
-# last dim and every weight offset count stored bytes.
+# Packed weights: WEIGHT_PACKING values per stored byte; W's last dim and every weight offset
+# count stored bytes.
 WEIGHT_PACKING = 2
 WEIGHT_BYTES = WEIGHT_BITS * WEIGHT_PACKING // 8  # bytes per stored element
 
-# Preshuffled packed bytes (moegen.runtime.quant.shuffle_int4, "packed_16x16": aiter's
-# shuffle_weight(w, (16, 16)) of the packed bytes): one 16-row x K_BLOCK block is contiguous,
-# and a wave's 16 B/lane load at byte 16 * lane of it gives lane l row l % 16,
-# K [(l // 16) * K_PACK, +K_PACK): 32 int4 values, dequantized in registers.
-K_PACK = 16 * WEIGHT_PACKING // WEIGHT_BYTES  # K elements per 16-byte lane load
-K_BLOCK = 128  # K elements a wave's 16 B/lane load covers in a 16-row group
-K_BLOCKS = TILE_K // K_BLOCK  # blocks per K tile: one 16 B/lane load each per 16-row group
+# Preshuffled packed bytes (plain packing, low nibble first; moegen.runtime.quant.shuffle_int4,
+# "packed_16x16": aiter's shuffle_weight(w, (16, 16)) of the packed bytes): one 16-row x K_BLOCK
+# block is contiguous, and a wave's 16 B/lane load at byte 16 * lane of it gives lane l row
+# l % 16, K [(l // 16) * K_PACK, +K_PACK): 32 int4 values, dequantized in registers.
+LANE_LOAD_BYTES = 16  # bytes of one lane's weight load
+K_PACK = LANE_LOAD_BYTES * WEIGHT_PACKING // WEIGHT_BYTES  # K elements per lane load
+K_BLOCK = 128  # K elements a wave's lane loads cover in a 16-row group
+K_BLOCKS = TILE_K // K_BLOCK  # blocks per K tile: one lane load each per 16-row group
 BLOCK_BYTES = 16 * K_BLOCK // WEIGHT_PACKING * WEIGHT_BYTES  # one 16-row x K_BLOCK block (1 KiB)
 # Per-group scales [E, N, K / GROUP] (bfloat16): a lane's K_PACK values are one group of
 # one row, so each 16 B weight load takes one scale, prefetched with it.
@@ -307,7 +308,7 @@ def moe_s2_int4_bf16_whole_tensor_t128x64x128_kernel(
             (w_row0 + bid_n * TILE_N + wave * WAVE_N + ni * 16)
             * (inter // WEIGHT_PACKING)
             * WEIGHT_BYTES
-            + lane * 16
+            + lane * LANE_LOAD_BYTES
             for ni in fx.range_constexpr(N_SUBTILES)
         ]
         # This lane's first group scale of its row cols[ni]: group k_group of the K block.

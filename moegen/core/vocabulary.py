@@ -35,9 +35,16 @@ buffer_atomic_pk_add_f16/_bf16, two columns per instruction); `reduce` stores ea
 plain stores and a host step sums the topk rows (upstream's reduce mode, for an output dtype the
 arch has no atomic for)."""
 
-WEIGHT_LAYOUTS = ("preshuffle_16x16",)
-"""How expert weights are stored: preshuffle_16x16 is aiter's shuffle_weight(w, (16, 16)), 16-row
-x 16-byte groups (moegen.runtime.preshuffle), the layout upstream's kernels consume."""
+WEIGHT_LAYOUTS = ("preshuffle_16x16", "split_nibbles_16x16")
+"""How expert weights are stored: preshuffle_16x16 is aiter's shuffle_weight(w, (16, 16)) of the
+stored elements, 16-row x 16-byte groups (moegen.runtime.preshuffle), the layout upstream's
+kernels consume (packed int4: of the packed bytes). split_nibbles_16x16 is for packed int4 only:
+shuffle_weight of the unpacked int8 values, then every 8 consecutive shuffled values packed into
+4 bytes, low nibbles the first 4 (upstream's W4A8 weights)."""
+
+PACKED_LAYOUTS = {"preshuffle_16x16": "packed_16x16", "split_nibbles_16x16": "split_nibbles"}
+"""The moegen.runtime.quant int4 layout (quant.INT4_LAYOUTS) of each weight_layout, for packed
+int4 weights (weight_bits 4, packing 2)."""
 
 SCALE_KINDS = {
     "per_token": "activation",

@@ -103,12 +103,13 @@ def _fill(
     std: float,
     scale: torch.Tensor | None = None,
     group: int = 0,
+    weight_format: str | None = None,
 ) -> None:
     """t[index] = N(0, std^2) samples, touching only those elements (index may be advanced);
-    quantized per row (per `group` along K) into scale[index] when the operand has a scale
-    (moegen.harness.scaled)."""
+    quantized per row (per `group` along K; onto `weight_format` int4's range) into
+    scale[index] when the operand has a scale (moegen.harness.scaled)."""
     shape = torch.empty(t.shape, device="meta")[index].shape
-    scaled.fill(t, scale, index, verdict.randn(shape, gen, std), group)
+    scaled.fill(t, scale, index, verdict.randn(shape, gen, std), group, weight_format)
 
 
 def _all_rows(sorted_routing, tokens: set[int]) -> list[tuple[int, int, int, float]]:
@@ -165,8 +166,8 @@ def run_case(
         x_rows = {0} | {x_row(t, s) for t, s, _, _ in cov.rows}
         _fill(x, (torch.tensor(sorted(x_rows)),), gen, verdict.ACT_STD, sc.act)
         for e in routed:
-            _fill(w, (e, cov.cols), gen, verdict.weight_std(D), sc.weight, sc.group)
-            _fill(w, (e, cov.cols + inter), gen, verdict.weight_std(D), sc.weight, sc.group)
+            _fill(w, (e, cov.cols), gen, verdict.weight_std(D), sc.weight, sc.group, sc.weight_format)
+            _fill(w, (e, cov.cols + inter), gen, verdict.weight_std(D), sc.weight, sc.group, sc.weight_format)
         stored = _stored(v, w, wdt, routed, cov, inter)
         plan = module.prepare(x, stored, *on_device, topk=K, **sc.kwargs())
         out, ambiguous = _execute(plan, executor, arch, cov)
@@ -199,7 +200,7 @@ def run_case(
     a2_rows = torch.tensor(sorted({0} | {t * K + s for t, s, _, _ in rows}))
     _fill(a2, (a2_rows,), gen, verdict.ACT_STD, sc.act)
     for e in routed:
-        _fill(w, (e, cov.cols), gen, verdict.weight_std(inter), sc.weight, sc.group)
+        _fill(w, (e, cov.cols), gen, verdict.weight_std(inter), sc.weight, sc.group, sc.weight_format)
     stored = _stored(v, w, wdt, routed, cov, None)
     plan = module.prepare(a2, stored, *on_device, topk=K, **sc.kwargs())
     out, ambiguous = _execute(plan, executor, arch, cov)

@@ -41,7 +41,7 @@ from typing import Literal
 import torch
 
 from moegen.backends.flydsl.audit import MLIR_GLOB
-from moegen.core.vocabulary import TOKEN_BITS, TOKEN_MASK, cache_home
+from moegen.core.vocabulary import PACKED_LAYOUTS, TOKEN_BITS, TOKEN_MASK, cache_home
 from moegen.harness import scaled, verdict
 from moegen.runtime import preshuffle, quant, reference, routing
 from moegen.runtime.launch import KernelCall, LaunchPlan, run_plan
@@ -434,7 +434,9 @@ def make_case(
     scaled.fill(act, sc.act, (slice(None),), verdict.randn(act_shape, gen, verdict.ACT_STD))
     stored = torch.empty(scaled.stored_shape(variant, tuple(weight.shape)), dtype=weight_dtype)
     for e in used if lazy_weights else range(experts):  # one slab at a time: no fp32 copy
-        scaled.fill(weight, sc.weight, (e,), verdict.randn((rows, k), gen, std), sc.group)
+        scaled.fill(
+            weight, sc.weight, (e,), verdict.randn((rows, k), gen, std), sc.group, sc.weight_format
+        )
         store_weight(variant, stored, weight, e, range(rows))
 
     act_ref = scaled.dequantized(act, sc.act)  # the reference reads dequantized values
@@ -459,14 +461,18 @@ def store_weight(
 ) -> None:
     """stored[expert, rows] = weight[expert, rows] in the variant's weight_layout, touching only
     those rows (rows start and end on 16-row groups; lazily allocated tensors stay lazy).
-    Packed int4 (weight_pack 2): the logical int8 values packed two per byte and the bytes
-    preshuffled (moegen.runtime.quant.shuffle_int4, "packed_16x16")."""
-    if variant["weight_layout"] != "preshuffle_16x16":
-        raise ValueError(f"{variant['name']}: unknown weight_layout {variant['weight_layout']!r}")
+    Packed int4 (weight_pack 2): the logical int8 values packed two per byte in the layout's
+    moegen.runtime.quant.shuffle_int4 layout (vocabulary.PACKED_LAYOUTS: preshuffle_16x16 ->
+    "packed_16x16", split_nibbles_16x16 -> "split_nibbles")."""
+    layout = variant["weight_layout"]
+    if layout not in PACKED_LAYOUTS:
+        raise ValueError(f"{variant['name']}: unknown weight_layout {layout!r}")
     if scaled.pack(variant) > 1:
         part = slice(rows.start, rows.stop)
-        stored[expert, part] = quant.shuffle_int4(weight[expert, part], "packed_16x16")
+        stored[expert, part] = quant.shuffle_int4(weight[expert, part], PACKED_LAYOUTS[layout])
         return
+    if layout != "preshuffle_16x16":
+        raise ValueError(f"{variant['name']}: weight_layout {layout} is for packed int4 weights")
     preshuffle.shuffle_rows_into(stored, weight, (expert,), rows)
 
 

@@ -22,12 +22,15 @@ import torch
 from moegen.runtime import launch, quant
 
 
-def quantize_rows(values: torch.Tensor, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+def quantize_rows(
+    values: torch.Tensor, dtype: torch.dtype | str
+) -> tuple[torch.Tensor, torch.Tensor]:
     """Symmetric per-row quantization along the last dim: scale = amax(row) / max(dtype), q =
     values / scale cast to `dtype` (round to nearest even; |q| <= max by construction).
     Returns (q, float32 scale of shape values.shape[:-1]). Integer dtypes (int8) go through
-    moegen.runtime.quant (qmax 127, round half to even onto integers)."""
-    if not dtype.is_floating_point:
+    moegen.runtime.quant (qmax 127, round half to even onto integers), as does a quant format
+    name ("int4": qmax 7, int8 storage)."""
+    if isinstance(dtype, str) or not dtype.is_floating_point:
         q = quant.quantize_rows(values.float(), dtype)
         return q.values, q.scale
     top = torch.finfo(dtype).max
@@ -79,6 +82,8 @@ class Scales:
             (g["group"] for g in variant.get("scales", ()) if g["kind"] == "per_group"), 0
         )
         self.dequant_dtype = act.dtype if self.group else None
+        # packed int4 weights with a per-row (per_channel) scale quantize onto int4's range
+        self.weight_format = "int4" if pack(variant) > 1 and not self.group else None
 
     def _of(self, kind: str) -> torch.Tensor | None:
         return next((self.tensors[n] for n, s in self.layouts.items() if s.kind == kind), None)
@@ -93,10 +98,13 @@ def fill(
     index: tuple,
     values: torch.Tensor,
     group: int = 0,
+    weight_format: str | None = None,
 ) -> None:
     """t[index] = values in t's dtype: quantized per row (last dim) into scale[index] when the
     operand is scaled, per `group` values along K with a group (int4: t holds int8 values in
-    [-7, 7], moegen.runtime.quant.quantize_per_group with the scale's dtype), else a plain cast."""
+    [-7, 7], moegen.runtime.quant.quantize_per_group with the scale's dtype), else a plain cast.
+    weight_format "int4" (packed int4 weights with a per-row scale, W4A8): t holds int8 values
+    quantized per row in [-7, 7] (Scales.weight_format says which)."""
     if scale is None:
         t[index] = values.to(t.device, t.dtype)
         return
@@ -108,7 +116,7 @@ def fill(
         t[index] = q.values.view(values.shape).to(t.device)
         scale[index] = q.scale.view(*values.shape[:-1], k // group).to(scale.device, scale.dtype)
         return
-    q, s = quantize_rows(values, t.dtype)
+    q, s = quantize_rows(values, "int4" if weight_format == "int4" else t.dtype)
     t[index] = q.to(t.device)
     scale[index] = s.to(scale.device)
 

@@ -112,9 +112,19 @@ def _check_dtype_storage(what: str, body: LMap, errors: list[SpecError]) -> None
                     "int4 packs 2 per byte: weight_bits 4, packing 2",
                 )
             )
-    if "weight_layout" in body:
-        expect_choice(
-            body["weight_layout"], WEIGHT_LAYOUTS, body.at("weight_layout"), f"{what}: weight_layout", errors
+    if "weight_layout" in body and expect_choice(
+        body["weight_layout"], WEIGHT_LAYOUTS, body.at("weight_layout"), f"{what}: weight_layout", errors
+    ) and body["weight_layout"] != WEIGHT_LAYOUTS[0] and (
+        body.get("weight_bits"), body.get("packing")
+    ) != (4, 2):
+        errors.append(
+            SpecError(
+                body.at("weight_layout"),
+                f"{what}: weight_layout {body['weight_layout']} packs int4 nibbles; it needs "
+                f"weight_bits 4 and packing 2 (this dtype: weight_bits {body.get('weight_bits')}, "
+                f"packing {body.get('packing')})",
+                f"use weight_layout {WEIGHT_LAYOUTS[0]} for unpacked weights",
+            )
         )
     if "accumulator" in body and expect_choice(
         body["accumulator"], tuple(ACCUMULATORS), body.at("accumulator"), f"{what}: accumulator", errors

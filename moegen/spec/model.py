@@ -75,7 +75,7 @@ DTYPE_KEYS = (
     "torch_dtype",
     "mfma",
 )
-# weight_layout may be left out: it defaults to the first (today: the only) of WEIGHT_LAYOUTS;
+# weight_layout may be left out: it defaults to the first of WEIGHT_LAYOUTS (preshuffle_16x16);
 # accumulator defaults to f32; intermediate (stage 1's output dtype) to the activation dtype.
 DTYPE_OPTIONAL_KEYS = ("weight_layout", "accumulator", "intermediate", "activation_rows")
 DTYPE_REQUIRED_KEYS = tuple(k for k in DTYPE_KEYS if k not in DTYPE_OPTIONAL_KEYS)

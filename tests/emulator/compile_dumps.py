@@ -40,6 +40,7 @@ def specs(arch: str) -> dict:
             "launch_int4_dequant",
             lambda: (i32(256), torch.zeros(64, dtype=torch.bfloat16), i32(1024)),
         ),
+        "int4_unpack_i8": ("launch_int4_unpack_i8", lambda: (i32(128), i32(256))),
     }
     for variant in ("static", "race", "raw_barrier", "dynamic"):
         out[f"lds_{variant}"] = ("launch_lds", lambda v=variant: (i32(512), 0, v))

@@ -401,6 +401,24 @@ def launch_int4_dequant(
     int4_dequant(W, S, Out).launch(grid=(1, 1, 1), block=(WAVE, 1, 1), stream=stream)
 
 
+@flyc.kernel
+def int4_unpack_i8(W: fx.Tensor, Out: fx.Tensor):
+    """Lane l: W[2l:2l+2] (8 bytes = 16 "split_nibbles" int4 values, as one W4A8 weight load)
+    -> Out[4l:4l+4] = the 16 int8 values, through the very helper the generated W4A8 kernels
+    call (moegen.backends.flydsl.device.unpack_int4_i8: and, or, mul, logical shift right,
+    shufflevector)."""
+    from moegen.backends.flydsl.device import unpack_int4_i8
+
+    tid = _tid()
+    raw = _load(_vec(2, I32()), _rsrc(W), tid * 8)
+    _store(unpack_int4_i8(raw), _rsrc(Out), tid * 16)
+
+
+@flyc.jit
+def launch_int4_unpack_i8(W: fx.Tensor, Out: fx.Tensor, stream: fx.Stream = fx.Stream(None)):
+    int4_unpack_i8(W, Out).launch(grid=(1, 1, 1), block=(WAVE, 1, 1), stream=stream)
+
+
 # ---- cross-lane ops ------------------------------------------------------------------------
 
 

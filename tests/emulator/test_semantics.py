@@ -296,6 +296,28 @@ def test_int4_dequant(dumps, arch):
     assert (got[3:] == 0).all()  # zero bytes with scale 1
 
 
+def test_int4_unpack_i8(dumps, arch):
+    """"split_nibbles" int4 -> int8, by hand (upstream's W4A8 packing): a dword's byte j holds
+    value j in its low nibble and value j + 4 in its high one, two's complement (0x8 = -8,
+    0xF = -1); the 8 values come out in K order, as 8 int8 bytes: v0..v3 (the low nibbles),
+    then v4..v7 (the high ones). A lane's two dwords give 16 bytes."""
+    w = torch.zeros(64, 2, dtype=torch.int64)
+    w[0] = torch.tensor([0x76543210, 0xFEDCBA98])  # low nibbles 0 2 4 6 / 8 A C E
+    w[1] = torch.tensor([0x8F1F7F80, 0x00000000])
+    w[2] = torch.tensor([0xFFFFFFFF, 0x88888888])
+    out = torch.zeros(64 * 4, dtype=torch.int32)
+    emu(dumps, arch, "int4_unpack_i8").launch("int4_unpack_i8_0", [w.to(torch.int32).view(-1), out])
+    got = out.view(torch.int8).view(64, 16)
+    # 0x76543210: bytes 0x10 0x32 0x54 0x76 -> low nibbles 0 2 4 6 (v0..v3), high 1 3 5 7 (v4..v7)
+    assert got[0, :8].tolist() == [0, 2, 4, 6, 1, 3, 5, 7]
+    # 0xFEDCBA98: bytes 98 BA DC FE -> low 8 A C E = -8 -6 -4 -2, high 9 B D F = -7 -5 -3 -1
+    assert got[0, 8:].tolist() == [-8, -6, -4, -2, -7, -5, -3, -1]
+    # 0x8F1F7F80: bytes 80 7F 1F 8F -> low 0 F F F = 0 -1 -1 -1, high 8 7 1 8 = -8 7 1 -8
+    assert got[1].tolist() == [0, -1, -1, -1, -8, 7, 1, -8] + [0] * 8
+    assert got[2].tolist() == [-1] * 8 + [-8] * 8
+    assert (got[3:] == 0).all()
+
+
 # ---- cross-lane ops -------------------------------------------------------------------------
 
 

@@ -33,6 +33,7 @@ _S2_F16 = "generated/tests/test_moe_s2_fp16_per_expert_out_float16.py"
 _S1_FP8 = "generated/tests/test_moe_s1_fp8_per_expert.py"
 _S2_FP8 = "generated/tests/test_moe_s2_fp8_per_expert.py"
 _S1_INT4 = "generated/tests/test_moe_s1_int4_bf16_per_expert.py"
+_S1_W4A8 = "generated/tests/test_moe_s1_int4_per_expert_t32x64x256.py"
 # the per_expert scale rebase (templates/flydsl/_addressing.j2), per-channel and per-group
 _SCALE_REBASE = (
     "    ws_rsrc = buffer_rsrc(fx.add_offset(fx.get_iter(WScale), fx.Int64(expert) * "
@@ -159,6 +160,30 @@ BUGS: tuple[Bug, ...] = (
         ("tests/emulator/test_semantics.py::test_int4_dequant",),
         "bf16 by dropping the low 16 bits of the f32 product (round toward zero) instead of "
         "rounding to nearest even: a bias of up to one bf16 ulp per weight",
+    ),
+    Bug(
+        "w4a8_unpack_without_sign_extension",
+        "moegen/backends/flydsl/device.py",
+        "        return arith.ori(low, arith.muli(arith.andi(nibbles, splat(_NIBBLE_SIGNS)), splat(_SIGN_FILL)))",
+        "        return low",
+        (
+            "tests/emulator/test_semantics.py::test_int4_unpack_i8",
+            f"{_S1_W4A8}::test_boundary[inter=384-decode-emulator]",
+        ),
+        "W4A8's int4 nibbles zero-extended into int8 (the sign fill dropped): -8..-1 read as "
+        "8..15, a bias on every negative weight",
+    ),
+    Bug(
+        "w4a8_unpack_halves_swapped",
+        "moegen/backends/flydsl/device.py",
+        "    order = [p for i in range(dwords) for p in (i, dwords + i)]",
+        "    order = [p for i in range(dwords) for p in (dwords + i, i)]",
+        (
+            "tests/emulator/test_semantics.py::test_int4_unpack_i8",
+            f"{_S1_W4A8}::test_boundary[inter=384-decode-emulator]",
+        ),
+        "the high nibbles (v4..v7) of a split_nibbles dword taken as its first 4 values: the "
+        "swapped de-interleave upstream's perturb test guards against",
     ),
     # ---- integer accumulators (int8) and expanded activations (int8smooth) -----------------
     Bug(

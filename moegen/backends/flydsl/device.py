@@ -126,6 +126,35 @@ def dequant_int4(raw, dword: int, scale, element: str = "bf16"):
     return vector.bitcast(ir.VectorType.get([4], i32), rounded)
 
 
+# A "split_nibbles" dword (moegen.runtime.quant) holds 8 consecutive K values v0..v7 of one row:
+# byte j holds v_j in its low nibble and v_{j+4} in its high nibble (upstream's W4A8 packing).
+_LOW_NIBBLES = 0x0F0F0F0F
+_NIBBLE_SIGNS = 0x08080808
+_SIGN_FILL = 0x1E  # a byte's 0x08 * 0x1E = 0xF0: its sign bit copied into bits 4-7, no carry out
+
+
+def unpack_int4_i8(raw):
+    """The int8 values of one lane's "split_nibbles" int4 load `raw` (d dwords of 8 values):
+    2d dwords of 4 sign-extended int8 each, in K order (dword 2i = v0..v3 of raw dword i, the
+    low nibbles; 2i + 1 = v4..v7, the high ones): the bytes an int8 weight load of the same
+    K would hold, for the i8 MFMA. Per dword: (n & 0xF) | (n & 8) * 0x1E sign-extends each
+    nibble n in place (upstream FlyDSL's 7-op unpack); the products stay inside their bytes."""
+    i32 = ir.IntegerType.get_signless(32)
+    vec = ir.VectorType(raw.type)
+    dwords = vec.shape[0]
+
+    def splat(value):
+        return arith.constant(vec, ir.DenseElementsAttr.get_splat(vec, ir.IntegerAttr.get(i32, value)))
+
+    def extend(nibbles):
+        low = arith.andi(nibbles, splat(_LOW_NIBBLES))
+        return arith.ori(low, arith.muli(arith.andi(nibbles, splat(_NIBBLE_SIGNS)), splat(_SIGN_FILL)))
+
+    low, high = extend(raw), extend(arith.shrui(raw, splat(4)))
+    order = [p for i in range(dwords) for p in (i, dwords + i)]  # v0..v3, v4..v7 per raw dword
+    return vector.shuffle(low, high, order)
+
+
 def _ir(value):
     return value.ir_value() if hasattr(value, "ir_value") else value
 

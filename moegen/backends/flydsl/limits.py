@@ -96,7 +96,7 @@ def check_tiles(v: Any) -> list[str]:
                 f"and split a {LANE_LOAD_BYTES}-byte load evenly"
             )
     problems += _operand_problems(v)
-    kb = k_block(v.dtype.weight_bits) if v.dtype.weight_bits in OPERAND_BITS + DEQUANT_BITS else K_BLOCK
+    kb = weight_k_block(v.dtype)
     if v.tile_k <= 0 or v.tile_k % kb:
         problems.append(
             f"tile_k={v.tile_k} must be a positive multiple of {kb} (the preshuffled K block "
@@ -133,28 +133,32 @@ def _accumulator_problems(v: Any) -> list[str]:
             "and a float32 stage-2 output"
         ]
     return []
+def packed_mode(d: Any) -> str | None:
+    """How the K loop turns packed weights (int4: 2 per byte) into MFMA operands, from the
+    dtype's properties: "dequant" into 16-bit activations' type by a per-group scale (W4A16),
+    "unpack" into int8 for the i8 MFMA with the scales in the epilogue (W4A8), None for unpacked
+    weights. _operand_problems says which combinations the templates handle."""
+    if d.packing == 1:
+        return None
+    return "dequant" if d.activation_bits == 16 else "unpack"
+
+
+def weight_k_block(d: Any) -> int:
+    """The K elements one 16-row group of the preshuffled weights covers per lane load (the
+    kernel's K_BLOCK): an unpacked weight's 16 B lane loads (32 16-bit or 64 8-bit values), a
+    dequantized int4's 16 B (128 values), an unpacked-to-int8 int4's 8 B (the int8 layout's 64)."""
+    if packed_mode(d) == "unpack":
+        return k_block(d.activation_bits)
+    return k_block(d.weight_bits) if d.weight_bits in OPERAND_BITS + DEQUANT_BITS else K_BLOCK
+
+
 def _operand_problems(v: Any) -> list[str]:
     """Activation and weight storage the K loop handles: equal 8- or 16-bit operands, or packed
-    4-bit weights (2 per byte) dequantized per group into 16-bit activations in registers."""
+    4-bit weights (2 per byte), dequantized per group into 16-bit activations (W4A16) or
+    unpacked into int8 for the i8 MFMA (W4A8), in registers."""
     d = v.dtype
     if d.weight_bits in DEQUANT_BITS:
-        problems = []
-        if d.weight_bits * d.packing != 8 or d.activation_bits != 16:
-            problems.append(
-                f"{d.weight_bits}-bit weights are handled packed {8 // d.weight_bits} per byte "
-                f"with 16-bit activations (this dtype: packing {d.packing}, "
-                f"{d.activation_bits}-bit activations)"
-            )
-        group = d.group_scale
-        k_pack = LANE_LOAD_BYTES * 8 // d.weight_bits
-        if group is None or group.group != k_pack or group.dtype != GROUP_SCALE_DTYPE:
-            problems.append(
-                f"{d.weight_bits}-bit weights are dequantized in registers by a per_group scale "
-                f"applied to the weights with group {k_pack} (one 16-byte lane load) in "
-                f"{GROUP_SCALE_DTYPE}; declare {{kind: per_group, dtype: {GROUP_SCALE_DTYPE}, "
-                f"applied: weights, group: {k_pack}}}"
-            )
-        return problems
+        return _packed_problems(d)
     problems = []
     if d.weight_bits not in OPERAND_BITS or d.activation_bits != d.weight_bits:
         problems.append(
@@ -169,10 +173,60 @@ def _operand_problems(v: Any) -> list[str]:
             "a per_group scale applied to the weights dequantizes packed "
             f"{DEQUANT_BITS[0]}-bit weights only; {d.weight_bits}-bit weights take epilogue scales"
         )
-    for s in d.scales:
-        if s.applied == "epilogue" and s.dtype != "float32":
-            problems.append(f"the epilogue loads {s.kind} scales as float32, not {s.dtype}")
-    return problems
+    return problems + _epilogue_scale_problems(d)
+
+
+def _epilogue_scale_problems(d: Any) -> list[str]:
+    return [
+        f"the epilogue loads {s.kind} scales as float32, not {s.dtype}"
+        for s in d.scales
+        if s.applied == "epilogue" and s.dtype != "float32"
+    ]
+
+
+def _packed_problems(d: Any) -> list[str]:
+    """Packed 4-bit weights: with 16-bit activations, dequantized by a bf16 per-group scale of
+    one 16 B lane load's values (packed bytes preshuffled: preshuffle_16x16); with int8
+    activations, sign-extended into int8 for the i8 MFMA, the scales in the epilogue (the int8
+    preshuffle then packed: split_nibbles_16x16, a lane's 16 values of a 64-K step in 8 bytes)."""
+    bits, problems = d.weight_bits, []
+    if bits * d.packing != 8:
+        problems.append(
+            f"{bits}-bit weights are handled packed {8 // bits} per byte (this dtype: packing "
+            f"{d.packing})"
+        )
+    if d.activation_bits == 16:
+        if d.weight_layout != "preshuffle_16x16":
+            problems.append(
+                f"{bits}-bit weights dequantized into 16-bit activations read the packed bytes "
+                f"preshuffled (weight_layout preshuffle_16x16), not {d.weight_layout}"
+            )
+        group = d.group_scale
+        k_pack = LANE_LOAD_BYTES * 8 // bits
+        if group is None or group.group != k_pack or group.dtype != GROUP_SCALE_DTYPE:
+            problems.append(
+                f"{bits}-bit weights with 16-bit activations are dequantized in registers by a "
+                f"per_group scale applied to the weights with group {k_pack} (one 16-byte lane "
+                f"load) in {GROUP_SCALE_DTYPE}; declare {{kind: per_group, dtype: "
+                f"{GROUP_SCALE_DTYPE}, applied: weights, group: {k_pack}}}"
+            )
+        return problems
+    if d.activation != "i8":
+        problems.append(
+            f"{bits}-bit weights are handled with 16-bit activations (dequantized) or int8 ones "
+            f"(unpacked to int8 for the i8 MFMA), not {d.activation_bits}-bit {d.activation}"
+        )
+    if d.weight_layout != "split_nibbles_16x16":
+        problems.append(
+            f"{bits}-bit weights unpacked to int8 read the int8 preshuffle packed in runs of 8 "
+            f"(weight_layout split_nibbles_16x16, upstream's W4A8), not {d.weight_layout}"
+        )
+    if d.group_scale is not None:
+        problems.append(
+            f"{bits}-bit weights unpacked to int8 take their scales in the epilogue (per_channel); "
+            "a per_group scale on the weights is not generated for int8 activations"
+        )
+    return problems + _epilogue_scale_problems(d)
 
 
 def _staging_problems(v: Any) -> list[str]:
