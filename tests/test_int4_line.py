@@ -4,10 +4,11 @@ a whole_tensor kernel's 32-bit weight offsets wrap and its rows come out wrong o
 (the generated boundary tests show the guard refusing there and the per_expert twins exact
 across the line).
 
-Packed int4 W1 at model_dim 256, inter 512 is 2 * 512 * 256 / 2 = 128 KiB per expert: 32832
-experts span 4.008 GiB (2**32 bytes is 32768 slabs), and tokens routed to the four highest
-experts read slabs past 2**32 bytes. The scales stay below the line (per-group [E, 1024, 8]
-bf16: 512 MiB; per-channel [E, 1024] fp32: 128 MiB): only the weight wraps.
+At model_dim 256, inter 512, packed int4 W1 is 2 * 512 * 256 / 2 = 128 KiB per expert and W2
+256 * 512 / 2 = 64 KiB: 32832 experts span 4.008 GiB of W1, 65600 experts 4.004 GiB of W2
+(2**32 bytes is 32768 / 65536 slabs), and tokens routed to the four highest experts read slabs
+past 2**32 bytes. The scales stay below the line (per-group W1 [E, 1024, 8] bf16: 512 MiB;
+per-channel W1 [E, 1024] and W2 [E, 256] fp32: 128 / 64 MiB): only the weight wraps.
 """
 
 from __future__ import annotations
@@ -20,21 +21,27 @@ from moegen.harness import execute
 from moegen.runtime import launch
 
 GENERATED = Path(__file__).resolve().parents[1] / "generated" / "flydsl"
-PAST = dict(experts=32832, model_dim=256, inter=512, tokens=16, topk=4, seed=0)
-SLAB = 2 * 512 * 256 // 2  # bytes of one expert's packed W1
+SHAPE = dict(model_dim=256, inter=512, tokens=16, topk=4, seed=0)
+EXPERTS = {1: 32832, 2: 65600}  # per stage: just past 2**32 bytes of packed weights
+SLAB = {1: 2 * 512 * 256 // 2, 2: 256 * 512 // 2}  # bytes of one expert's packed W1 / W2
 
 
 def _case(name: str):
     module = execute.load_module(GENERATED / f"{name}.py")
     if module.VARIANT.get("weight_pack", 1) != 2:
         pytest.skip(f"{name} is not a packed int4 variant")
-    return execute.make_case(module, route="highest", lazy_weights=True, arch="gfx942", **PAST)
+    experts = EXPERTS[module.VARIANT["stage"]]
+    return execute.make_case(
+        module, route="highest", lazy_weights=True, arch="gfx942", experts=experts, **SHAPE
+    )
 
 
-# (whole_tensor variant, its per_expert twin): W4A16, and W4A8 at its decode tile (K 256)
+# (whole_tensor variant, its per_expert twin): W4A16 stage 1, and W4A8 stage 1 at its decode
+# tile (K 256) and stage 2
 PAIRS = {
     "w4a16": ("moe_s1_int4_bf16_whole_tensor", "moe_s1_int4_bf16_per_expert"),
     "w4a8": ("moe_s1_int4_whole_tensor_t32x64x256", "moe_s1_int4_per_expert_t32x64x256"),
+    "w4a8_s2": ("moe_s2_int4_whole_tensor", "moe_s2_int4_per_expert"),
 }
 
 
@@ -49,16 +56,27 @@ def case(pair):
 
 
 def _emulate(c, plan):
-    """Only the routed M-blocks of N-block 0 run (the others hold padding or other columns)."""
-    tile_m = c.module.VARIANT["tile_m"]
-    wgs = [(0, y, 0) for y in range(int(c.sorted_routing[3][0]) // tile_m)]
+    """Only the routed M-blocks run (the grid's other blocks hold padding): stage 1 in N-block 0
+    (judged on its columns), stage 2 in every N-block (its atomic sums are judged whole; the
+    M-blocks left out add nothing)."""
+    v = c.module.VARIANT
+    routed = range(int(c.sorted_routing[3][0]) // v["tile_m"])
+    if v["stage"] == 1:
+        wgs = [(0, y, 0) for y in routed]
+        run = execute.emulate(plan, arch=c.arch, only_wgs=wgs)
+        return c.judge(run.result, only_wgs=wgs, ambiguous=run.ambiguous_accesses)
+    wgs = [(x, y, 0) for x in range(SHAPE["model_dim"] // v["tile_n"]) for y in routed]
     run = execute.emulate(plan, arch=c.arch, only_wgs=wgs)
-    return c.judge(run.result, only_wgs=wgs, ambiguous=run.ambiguous_accesses)
+    return c.judge(run.result, ambiguous=run.ambiguous_accesses)
 
 
 def test_guard_refuses_int4_past_its_line(case):
-    assert min(case.routed_experts) * SLAB >= 2**32  # every routed slab lies past the line
-    with pytest.raises(ValueError, match=r"w1 \[32832, 1024, 256\] spans 4,303,355,904 bytes"):
+    stage = case.module.VARIANT["stage"]
+    assert min(case.routed_experts) * SLAB[stage] >= 2**32  # every routed slab lies past the line
+    span = EXPERTS[stage] * SLAB[stage]
+    with pytest.raises(
+        ValueError, match=rf"w{stage} \[{EXPERTS[stage]}, \d+, \d+\] spans {span:,} bytes"
+    ):
         case.plan()
 
 
@@ -67,7 +85,9 @@ def test_bypassed_guard_is_wrong_past_the_line(case):
         plan = case.plan()
     v = _emulate(case, plan)
     assert v.status == "WRONG", v.report()
-    assert len(v.failed_rows) == len(v.rows) == case.act.shape[0] * case.topk
+    # every output row: stage 1's per (token, slot), stage 2's per token (its slots summed)
+    rows = SHAPE["tokens"] * (case.topk if case.module.VARIANT["stage"] == 1 else 1)
+    assert len(v.failed_rows) == len(v.rows) == rows
 
 
 def test_the_per_expert_twin_is_exact_on_the_same_case(case, pair):
@@ -76,8 +96,9 @@ def test_the_per_expert_twin_is_exact_on_the_same_case(case, pair):
     twin = _case(pair[1])
     assert twin.act.equal(case.act)
     for e in case.routed_experts:
-        assert twin.weight[e].equal(case.weight[e]) and twin.scales["w1_scale"][e].equal(
-            case.scales["w1_scale"][e]
+        scale = f"w{case.module.VARIANT['stage']}_scale"
+        assert twin.weight[e].equal(case.weight[e]) and twin.scales[scale][e].equal(
+            case.scales[scale][e]
         )
     v = _emulate(twin, twin.plan())
     assert v.status == "ok", v.report()
