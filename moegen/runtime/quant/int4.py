@@ -20,10 +20,13 @@ shuffle_weight(w, (16, 16))):
   values); its in-kernel inverse is the 7-op `_unpack_int4_to_int8_pair` of FlyDSL
   kernels/common/mma/mfma_preshuffle_pipeline.py: one dword -> even = its 4 low nibbles
   sign-extended (v0..v3), odd = its 4 high nibbles (v4..v7), concatenated = v0..v7 in K order.
+  moegen's int4 (W4A8) variants read it (variants.yaml weight_layout split_nibbles_16x16;
+  moegen.backends.flydsl.device.unpack_int4_i8).
 - "packed_16x16": plain-pack, then shuffle the packed BYTES (16 bytes = 32 values per lane
   group, 64 values per K block): FlyDSL's newer moe_2stage_a16wmix int4 path
   (tests/kernels/test_moe_gemm.py `_a16wi4_pack_shuffle_w`); its scales are bf16
   [E, N, G // 2, 2], i.e. quantize_per_group's [E, N, G] cast to bf16 with no re-layout.
+  moegen's int4_bf16 (W4A16) variants read it (weight_layout preshuffle_16x16 of packed int4).
 
 Per-group scales [E, N, G] (G = K // 32) as the int4_bf16 kernels read them
 (`group_scales_for_kernel`): fp32 as [E, G, N]; bf16 as [E, G // 2, N, 2], two adjacent groups
