@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from moegen.harness import execute
+from moegen.harness import boundary, execute
 from moegen.runtime import launch
 
 GENERATED = Path(__file__).resolve().parents[1] / "generated" / "flydsl"
@@ -55,21 +55,6 @@ def case(pair):
     return _case(pair[0])
 
 
-def _emulate(c, plan):
-    """Only the routed M-blocks run (the grid's other blocks hold padding): stage 1 in N-block 0
-    (judged on its columns), stage 2 in every N-block (its atomic sums are judged whole; the
-    M-blocks left out add nothing)."""
-    v = c.module.VARIANT
-    routed = range(int(c.sorted_routing[3][0]) // v["tile_m"])
-    if v["stage"] == 1:
-        wgs = [(0, y, 0) for y in routed]
-        run = execute.emulate(plan, arch=c.arch, only_wgs=wgs)
-        return c.judge(run.result, only_wgs=wgs, ambiguous=run.ambiguous_accesses)
-    wgs = [(x, y, 0) for x in range(SHAPE["model_dim"] // v["tile_n"]) for y in routed]
-    run = execute.emulate(plan, arch=c.arch, only_wgs=wgs)
-    return c.judge(run.result, ambiguous=run.ambiguous_accesses)
-
-
 def test_guard_refuses_int4_past_its_line(case):
     stage = case.module.VARIANT["stage"]
     assert min(case.routed_experts) * SLAB[stage] >= 2**32  # every routed slab lies past the line
@@ -83,7 +68,7 @@ def test_guard_refuses_int4_past_its_line(case):
 def test_bypassed_guard_is_wrong_past_the_line(case):
     with launch.unsafe_skip_address_guards():
         plan = case.plan()
-    v = _emulate(case, plan)
+    v = boundary.emulate_routed(case, plan)
     assert v.status == "WRONG", v.report()
     # every output row: stage 1's per (token, slot), stage 2's per token (its slots summed)
     rows = SHAPE["tokens"] * (case.topk if case.module.VARIANT["stage"] == 1 else 1)
@@ -100,5 +85,5 @@ def test_the_per_expert_twin_is_exact_on_the_same_case(case, pair):
         assert twin.weight[e].equal(case.weight[e]) and twin.scales[scale][e].equal(
             case.scales[scale][e]
         )
-    v = _emulate(twin, twin.plan())
+    v = boundary.emulate_routed(twin, twin.plan())
     assert v.status == "ok", v.report()
